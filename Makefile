@@ -1,0 +1,45 @@
+# Two commands a user needs: `make run-model` serves a model, `make test` runs the tests.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+MODEL  ?=
+ARGS   ?=
+
+# llama-cpp-python is built from its source distribution. CMAKE_ARGS passes through, e.g.
+#   CMAKE_ARGS="-DGGML_CUDA=on" make install
+# A cached CPU wheel must not stand in for a GPU build, so a build with CMAKE_ARGS skips pip's
+# cache. To rebuild an existing .venv for another backend: make clean install.
+
+.PHONY: install run-model test fixtures clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --no-binary llama-cpp-python $(if $(CMAKE_ARGS),--no-cache-dir) -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+run-model: install
+	$(PY) -m server $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) $(ARGS)
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest
+
+# Regenerates tests/fixtures/ (needs torch and transformers; not run by `make test`).
+FIXTURE_VENV ?= .venv-fixtures
+fixtures:
+	$(PYTHON) -m venv $(FIXTURE_VENV)
+	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==4.57.6 sentencepiece protobuf numpy gguf==0.19.0
+	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py
+
+clean:
+	rm -rf $(VENV) $(FIXTURE_VENV) .pytest_cache *.egg-info

@@ -1,0 +1,69 @@
+"""The catalog of known rerankers (`models.yaml`), as validated Structs.
+
+A typo in `models.yaml` (an unknown key, a wrong type, a default that names no entry) is a
+clear error at start-up, not a surprise at the first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "models.yaml"
+
+Family = Literal["bge", "bce", "jina", "jina-v2", "gte", "qwen3"]
+
+
+class CatalogEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """One reranker: where its GGUF lives on the Hugging Face hub and what the engine must know."""
+
+    repo: Annotated[str, msgspec.Meta(pattern=r"^[\w.-]+/[\w.-]+$")]
+    file: Annotated[str, msgspec.Meta(pattern=r"\.gguf$")]
+    family: Family
+    context_length: Annotated[int, msgspec.Meta(gt=0)]
+    quantization: str
+    revision: str = "main"
+    instruction: str | None = None
+    """Default task instruction for models whose template has one (Qwen3)."""
+    refused: str | None = None
+    """Why this engine version cannot serve the model faithfully; set, the service refuses it."""
+    description: str = ""
+
+
+class Catalog(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    default: str
+    models: dict[str, CatalogEntry]
+
+    def __post_init__(self) -> None:
+        if self.default not in self.models:
+            raise ValueError(f"the default model {self.default!r} is not an entry of `models`")
+
+
+class CatalogError(ValueError):
+    """models.yaml cannot be used; the message names the file and the field."""
+
+
+def load_catalog(path: str | Path = DEFAULT_CATALOG) -> Catalog:
+    path = Path(path)
+    try:
+        data = msgspec.yaml.decode(path.read_bytes())
+        _check_entries(data)
+        return msgspec.convert(data, Catalog)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise CatalogError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise CatalogError(f"cannot read the catalog {path}: {exc.strerror}") from None
+
+
+def _check_entries(data: object) -> None:
+    """Validate entries one by one so an error names the model (msgspec's path shows `[...]` for keys)."""
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        return
+    for name, entry in models.items():
+        try:
+            msgspec.convert(entry, CatalogEntry)
+        except msgspec.ValidationError as exc:
+            raise msgspec.ValidationError(f"model {name!r}: {exc}") from None

@@ -1,0 +1,55 @@
+"""models.yaml: every entry valid, and a typo is a clear error at start-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.catalog import CatalogError, load_catalog
+from server.download import ModelSourceError, resolve_model
+
+FAMILIES = {"bge", "bce", "jina", "jina-v2", "gte", "qwen3"}
+PRODUCT_MODELS = {
+    "bge-reranker-v2-m3", "bge-reranker-base", "bce-reranker-base_v1", "jina-reranker-v1-tiny-en",
+    "jina-reranker-v1-turbo-en", "jina-reranker-v2-base-multilingual", "gte-multilingual-reranker-base",
+    "Qwen3-Reranker-0.6B", "Qwen3-Reranker-4B", "Qwen3-Reranker-8B",
+}
+
+
+def test_the_catalog_lists_the_product_models():
+    catalog = load_catalog()
+    assert set(catalog.models) == PRODUCT_MODELS
+    assert catalog.default == "bge-reranker-v2-m3"
+    assert {e.family for e in catalog.models.values()} == FAMILIES
+    assert all(e.instruction for e in catalog.models.values() if e.family == "qwen3")
+
+
+VALID_ENTRY = "    repo: a/b\n    file: m.gguf\n    family: bge\n    context_length: 512\n    quantization: F16\n"
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("default: x\nmodels:\n  x:\n" + VALID_ENTRY + "    contxt_length: 5\n", "model 'x': Object contains unknown field `contxt_length`"),
+    ("default: x\nmodels:\n  x:\n" + VALID_ENTRY.replace("bge", "bert"), "model 'x': Invalid enum value 'bert' - at `$.family`"),
+    ("default: x\nmodels:\n  x:\n" + VALID_ENTRY.replace("512", "-1"), "model 'x': Expected `int` >= 1 - at `$.context_length`"),
+    ("default: x\nmodels:\n  x:\n" + VALID_ENTRY.replace("m.gguf", "m.bin"), "model 'x': Expected `str` matching regex"),
+    ("default: y\nmodels:\n  x:\n" + VALID_ENTRY, "the default model 'y' is not an entry"),
+    ("default: x\nmodels: [\n", "models.yaml"),
+])
+def test_catalog_typos_are_clear_errors(tmp_path, text, fragment):
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    with pytest.raises(CatalogError) as err:
+        load_catalog(path)
+    assert fragment in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_refused_model_says_why_and_what_to_use():
+    with pytest.raises(ModelSourceError, match="no architecture for .* bge-reranker-v2-m3"):
+        resolve_model("gte-multilingual-reranker-base", load_catalog())
+
+
+def test_unknown_names_and_missing_files():
+    catalog = load_catalog()
+    with pytest.raises(ModelSourceError, match="neither a catalog model"):
+        resolve_model("no-such-model", catalog)
+    with pytest.raises(ModelSourceError, match="no such model file"):
+        resolve_model("/nowhere/model.gguf", catalog)

@@ -1,0 +1,308 @@
+"""The scoring engine: a llama.cpp context with rank pooling, driven through llama-cpp-python's C API.
+
+The engine turns (query, documents) into token pairs laid out as the model was trained,
+decodes them in batches that llama.cpp accepts, and reads one relevance score per pair.
+It knows nothing of HTTP; it is used from one thread at a time for decoding
+(a llama context is not thread-safe), while tokenisation may run on any thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import msgspec
+import numpy as np
+
+from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo
+
+log = logging.getLogger(__name__)
+
+# llama.cpp writes its own logs through a callback that llama-cpp-python installs at import;
+# that callback prints whatever its logger's level lets through.
+logging.getLogger("llama-cpp-python").setLevel(logging.WARNING)
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How to load a model; every field maps to a command-line flag."""
+
+    ctx_size: int | None = None
+    """Longest pair in tokens; default: the context length the model was trained with."""
+    threads: int | None = None
+    gpu_layers: int = 0
+    flash_attn: bool = True
+    """Measured on 2-core CPUs: flash attention nearly doubles encoder throughput (REFERENCE.md)."""
+    batch_tokens: int = 512
+    """Token budget of one decode; pairs are packed up to it, a longer pair goes alone."""
+    use_mmap: bool = True
+
+
+class ModelLoadError(RuntimeError):
+    """The file cannot be served; the message says why and what to do."""
+
+
+class InputTooLongError(ValueError):
+    """A pair does not fit the model's context and may not be truncated."""
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """Where special tokens go around a query and a document, as the vocabulary says.
+
+    llama.cpp's own rule (llama-server's format_rerank): BOS if the vocab adds BOS, query,
+    EOS if it adds EOS, SEP if it adds SEP, document, EOS if it adds EOS.
+    """
+
+    bos: int | None
+    query_end: tuple[int, ...]
+    doc_end: tuple[int, ...]
+
+    @property
+    def overhead(self) -> int:
+        return (self.bos is not None) + len(self.query_end) + len(self.doc_end)
+
+    def build(self, query: Sequence[int], document: Sequence[int]) -> list[int]:
+        head = [self.bos] if self.bos is not None else []
+        return [*head, *query, *self.query_end, *document, *self.doc_end]
+
+
+def pair_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p) -> PairLayout:
+    """The layout for this GGUF, repaired for XLM-R files converted before the add-token keys existed.
+
+    Without `tokenizer.ggml.add_*_token`, llama.cpp falls back to its defaults for a
+    SentencePiece-unigram ("t5") vocabulary: no BOS, no SEP, which is not the
+    `<s> q </s></s> d </s>` that XLM-R rerankers (bge, bce) were trained on.
+    """
+    bos = llama_cpp.llama_vocab_bos(vocab)
+    eos = llama_cpp.llama_vocab_eos(vocab)
+    sep = llama_cpp.llama_vocab_sep(vocab)
+    add_bos = llama_cpp.llama_vocab_get_add_bos(vocab)
+    add_eos = llama_cpp.llama_vocab_get_add_eos(vocab)
+    add_sep = llama_cpp.llama_vocab_get_add_sep(vocab)
+    if eos < 0:
+        eos = sep  # llama-server's fallback for vocabularies without EOS
+    keys_missing = info.add_bos is None and info.add_eos is None and info.add_sep is None
+    if keys_missing and info.architecture == "bert" and info.tokenizer_model == "t5":
+        log.warning("%s lacks the add-token keys: using the XLM-R pair layout <s> q </s></s> d </s>",
+                    Path(info.path).name)
+        add_bos, add_eos, add_sep = True, True, True
+        if sep < 0:
+            sep = eos
+    query_end = tuple(t for t, on in ((eos, add_eos), (sep, add_sep)) if on and t >= 0)
+    doc_end = (eos,) if add_eos and eos >= 0 else ()
+    return PairLayout(bos=bos if add_bos and bos >= 0 else None, query_end=query_end, doc_end=doc_end)
+
+
+def _ensure_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+class _Batch:
+    """A llama_batch whose arrays are numpy buffers owned here, so a batch is filled without a
+    per-token Python loop and never freed by llama.cpp."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.token = np.zeros(capacity, dtype=np.int32)
+        self.pos = np.zeros(capacity, dtype=np.int32)
+        self.n_seq_id = np.ones(capacity, dtype=np.int32)
+        self.seq_id = np.zeros(capacity, dtype=np.int32)
+        self.logits = np.ones(capacity, dtype=np.int8)
+        addresses = self.seq_id.ctypes.data + 4 * np.arange(capacity, dtype=np.uint64)
+        self._seq_ptrs = addresses.astype(np.uint64)
+        self.struct = llama_cpp.llama_batch()
+        self.struct.token = self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
+        self.struct.embd = ctypes.POINTER(ctypes.c_float)()
+        self.struct.pos = self.pos.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_pos))
+        self.struct.n_seq_id = self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        self.struct.seq_id = ctypes.cast(
+            self._seq_ptrs.ctypes.data, ctypes.POINTER(ctypes.POINTER(llama_cpp.llama_seq_id))
+        )
+        self.struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+
+    def fill(self, pairs: Sequence[np.ndarray]) -> None:
+        lengths = np.fromiter((len(p) for p in pairs), dtype=np.int64, count=len(pairs))
+        n = int(lengths.sum())
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        self.token[:n] = np.concatenate(pairs)
+        self.pos[:n] = np.arange(n) - starts
+        self.seq_id[:n] = np.repeat(np.arange(len(pairs), dtype=np.int32), lengths)
+        self.struct.n_tokens = n
+
+
+def check_servable(info: GGUFInfo) -> None:
+    """Refuse, before loading, a GGUF that llama.cpp would score silently wrong."""
+    if not info.has_rank_head:
+        raise ModelLoadError(
+            f"{Path(info.path).name} is not a reranker: it has no classification head "
+            f"(none of the tensors {', '.join(RANK_HEAD_TENSORS)}), so llama.cpp's rank pooling "
+            f"would return meaningless scores. Serve a reranker GGUF instead."
+        )
+
+
+class RerankEngine:
+    """One loaded reranker and its llama.cpp context."""
+
+    def __init__(self, info: GGUFInfo, settings: EngineSettings) -> None:
+        check_servable(info)
+        _ensure_backend()
+        self.info = info
+        self.settings = settings
+        self._model = self._load_model(info.path, settings)
+        try:
+            self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+            self.max_pair_tokens = self._context_size(settings)
+            self.batch_tokens = settings.batch_tokens
+            self._ctx = self._new_context(settings)
+        except BaseException:
+            llama_cpp.llama_model_free(self._model)
+            raise
+        self.n_seq_max = llama_cpp.llama_n_seq_max(self._ctx)
+        self.n_ubatch = llama_cpp.llama_n_ubatch(self._ctx)
+        self.layout = pair_layout(info, self._vocab)
+        self._batch = _Batch(self.n_ubatch)
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_model(path: str, settings: EngineSettings) -> llama_cpp.llama_model_p:
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = settings.gpu_layers
+        params.use_mmap = settings.use_mmap
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise ModelLoadError(
+                f"llama.cpp could not load {Path(path).name}: its architecture or tensor types "
+                f"are not supported by this llama.cpp version (see the log above)."
+            )
+        return model
+
+    def _context_size(self, settings: EngineSettings) -> int:
+        trained = llama_cpp.llama_model_n_ctx_train(self._model)
+        if settings.ctx_size is not None:
+            return settings.ctx_size
+        return trained if trained > 0 else 512
+
+    def _new_context(self, settings: EngineSettings) -> llama_cpp.llama_context_p:
+        params = llama_cpp.llama_context_default_params()
+        # A non-causal model must see a whole pair in one ubatch (llama.cpp aborts otherwise), and
+        # one decode packs up to `batch_tokens`: the ubatch (and a causal model's KV cache) holds both.
+        size = max(self.max_pair_tokens, self.batch_tokens)
+        params.n_ctx = params.n_batch = params.n_ubatch = size
+        params.n_seq_max = min(llama_cpp.llama_max_parallel_sequences(), self.batch_tokens)
+        params.kv_unified = True
+        params.embeddings = True
+        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_RANK
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        if settings.threads:
+            params.n_threads = settings.threads
+            params.n_threads_batch = settings.threads
+        ctx = llama_cpp.llama_init_from_model(self._model, params)
+        if not ctx:
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {self.max_pair_tokens} tokens for "
+                f"{Path(self.info.path).name}; try a smaller --ctx-size."
+            )
+        return ctx
+
+    def close(self) -> None:
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of a text without special tokens; text that looks like a special token stays text."""
+        data = text.encode("utf-8", errors="replace")
+        capacity = len(data) + 8
+        buffer = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, False)
+        if n < 0:
+            capacity = -n
+            buffer = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, False)
+        return buffer[:n]
+
+    def prepare_pairs(self, query: str, documents: Sequence[str], truncate: bool) -> list[np.ndarray]:
+        """Token pairs that fit the context; the truncation policy lives here alone.
+
+        With `truncate`, a document is cut from its end so the pair fits, which is what
+        Hugging Face tokenizers do with `truncation="only_second"` at the same maximum length.
+        """
+        query_tokens = self.tokenize(query)
+        room = self.max_pair_tokens - self.layout.overhead - len(query_tokens)
+        if room < 1:
+            raise InputTooLongError(
+                f"the query is {len(query_tokens)} tokens long and leaves no room for a document "
+                f"in the model's context of {self.max_pair_tokens} tokens"
+            )
+        pairs = []
+        for index, document in enumerate(documents):
+            doc_tokens = self.tokenize(document)
+            if len(doc_tokens) > room:
+                if not truncate:
+                    total = len(query_tokens) + len(doc_tokens) + self.layout.overhead
+                    raise InputTooLongError(
+                        f"document {index} with the query is {total} tokens, more than the model's "
+                        f"context of {self.max_pair_tokens} tokens; send \"truncate\": true to cut it"
+                    )
+                doc_tokens = doc_tokens[:room]
+            pairs.append(np.asarray(self.layout.build(query_tokens, doc_tokens), dtype=np.int32))
+        return pairs
+
+    def anchor_pairs(self, query: str) -> list[np.ndarray]:
+        """llama-box's normalisation anchors: the query against itself (cut to fit) and the
+        query against a single unknown token (token 0 where the vocabulary has none, as in BPE)."""
+        query_tokens = self.tokenize(query)
+        room = self.max_pair_tokens - self.layout.overhead - len(query_tokens)
+        unknown = self.info.unknown_token if self.info.unknown_token is not None else 0
+        return [
+            np.asarray(self.layout.build(query_tokens, query_tokens[: max(room, 0)]), dtype=np.int32),
+            np.asarray(self.layout.build(query_tokens, [unknown]), dtype=np.int32),
+        ]
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def decode(self, pairs: Sequence[np.ndarray]) -> np.ndarray:
+        """One score per pair from a single llama_decode. Call from one thread at a time.
+
+        The sizes are checked here, before llama.cpp sees them: a non-causal model aborts the
+        whole process (GGML_ASSERT) when a decode holds more tokens than the ubatch.
+        """
+        total = sum(len(p) for p in pairs)
+        if not pairs or total > self.n_ubatch or len(pairs) > self.n_seq_max:
+            raise ValueError(
+                f"a decode of {len(pairs)} pairs and {total} tokens exceeds the context's limits "
+                f"({self.n_seq_max} sequences, {self.n_ubatch} tokens)"
+            )
+        self._batch.fill(pairs)
+        if self._memory:
+            # A causal model keeps a KV cache: no pair may see another batch's tokens.
+            llama_cpp.llama_memory_clear(self._memory, True)
+        status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status}")
+        out = np.empty(len(pairs), dtype=np.float32)
+        for seq in range(len(pairs)):
+            out[seq] = llama_cpp.llama_get_embeddings_seq(self._ctx, seq)[0]
+        return out

@@ -1,0 +1,76 @@
+"""Reranking as the dialects share it: pairs in, ranked scores and token usage out.
+
+Routes map their request onto a `RerankJob` and shape a `RerankOutcome` into their response;
+this module decides the ranking, the cut to `top_n` and llama-box's normalisation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import msgspec
+import numpy as np
+
+from .engine import RerankEngine
+from .scheduler import Scheduler
+
+
+class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
+    query: str
+    documents: Sequence[str]
+    top_n: int | None = None
+    normalize: bool = False
+    truncate: bool = True
+
+
+class RankedDocument(msgspec.Struct, frozen=True):
+    index: int
+    score: float
+
+
+class RerankOutcome(msgspec.Struct, frozen=True):
+    ranked: list[RankedDocument]
+    prompt_tokens: int
+
+
+class ServedModel:
+    """A loaded model as requests see it: its served name, engine and scheduler."""
+
+    def __init__(self, name: str, engine: RerankEngine) -> None:
+        self.name = name
+        self.engine = engine
+        self.scheduler = Scheduler(engine, name)
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self.engine.close()
+
+
+async def rerank(model: ServedModel, job: RerankJob) -> RerankOutcome:
+    engine = model.engine
+    # Tokenising 100 documents takes milliseconds of CPU: keep it off the event loop.
+    pairs = await asyncio.to_thread(engine.prepare_pairs, job.query, job.documents, job.truncate)
+    anchors = await asyncio.to_thread(engine.anchor_pairs, job.query) if job.normalize else []
+    scores = await model.scheduler.score([*pairs, *anchors])
+    prompt_tokens = sum(len(p) for p in pairs) + sum(len(p) for p in anchors)
+    document_scores = scores[: len(pairs)]
+    if job.normalize:
+        document_scores = normalize_like_llama_box(document_scores, scores[len(pairs)], scores[len(pairs) + 1])
+    return RerankOutcome(ranked=rank(document_scores, job.top_n), prompt_tokens=prompt_tokens)
+
+
+def rank(scores: np.ndarray, top_n: int | None) -> list[RankedDocument]:
+    """Highest score first; equal scores keep request order; at most `top_n`."""
+    order = np.argsort(-scores, kind="stable")[:top_n]
+    return [RankedDocument(int(i), float(scores[i])) for i in order]
+
+
+def normalize_like_llama_box(scores: np.ndarray, self_score: float, unknown_score: float) -> np.ndarray:
+    """llama-box's `normalize: true`: a min-max map onto [0.001, 0.999] whose ends are set by the
+    query scored against itself and against a single unknown token (see shared/REFERENCE.md)."""
+    high = max(float(self_score), float(scores.max()))
+    low = min(float(unknown_score), float(scores.min()))
+    if high - low < 1e-6:
+        return scores / high
+    return 0.001 + (scores - low) * 0.998 / (high - low)

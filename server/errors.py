@@ -1,0 +1,65 @@
+"""The one error envelope: `{"error": {"code": N, "message": "...", "type": "..."}}` with status N.
+
+Every failure a client can see goes through here, so the shape never varies: validation errors,
+unknown paths and methods, overload, and unexpected faults (a 500 that keeps the server up).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .schemas import ErrorBody, ErrorDetail
+
+log = logging.getLogger(__name__)
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "method_not_allowed_error",
+    413: "request_too_large_error",
+    500: "server_error",
+    503: "unavailable_error",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client as it is."""
+
+    def __init__(self, status: int, message: str, type: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or ERROR_TYPES.get(status, "error")
+
+
+def error_response(status: int, message: str, type: str | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    body = ErrorBody(ErrorDetail(code=status, message=message, type=type or ERROR_TYPES.get(status, "error")))
+    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.type)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {404: f"no route for {request.url.path}",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
+    return error_response(exc.status_code, message, headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, f"internal error ({type(exc).__name__}); the server keeps running")
+
+
+EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}

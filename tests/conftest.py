@@ -1,0 +1,95 @@
+"""Shared fixtures: the committed test models, their transformers references, and a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.engine import EngineSettings, RerankEngine
+from server.gguf_info import read_gguf_info
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+XLMR = FIXTURES / "xlmr-tiny-f32.gguf"
+XLMR_NOKEYS = FIXTURES / "xlmr-tiny-f32-nokeys.gguf"
+XLMR_EMBED = FIXTURES / "xlmr-tiny-embed-f32.gguf"
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    return json.loads((FIXTURES / "xlmr-tiny.reference.json").read_text())
+
+
+def case(reference: dict, name: str) -> dict:
+    return next(c for c in reference["cases"] if c["name"] == name)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[RerankEngine]:
+    engine = RerankEngine(read_gguf_info(XLMR), EngineSettings())
+    yield engine
+    engine.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """`python -m server` in a subprocess, as a user starts it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--port", str(self.port), *args],
+            cwd=ROOT, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.proc.stdout.read()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    srv = RunningServer("--model", str(XLMR), "--alias", "xlmr-tiny")
+    srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c

@@ -1,0 +1,110 @@
+"""The scoring engine against the transformers reference of the same checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from server.engine import EngineSettings, InputTooLongError, ModelLoadError, RerankEngine
+from server.gguf_info import read_gguf_info
+from server.scheduler import Scheduler
+
+from .conftest import XLMR_EMBED, XLMR_NOKEYS, case
+
+TOLERANCE = 1e-4  # f32 fixture
+
+
+def score_all(engine: RerankEngine, query: str, documents: list[str], truncate: bool = True) -> np.ndarray:
+    pairs = engine.prepare_pairs(query, documents, truncate)
+    return np.concatenate([engine.decode([p]) for p in pairs])
+
+
+def test_pair_layout_is_the_hugging_face_pair_encoding(engine, reference):
+    for c in reference["cases"]:
+        pair = engine.prepare_pairs(c["query"], c["documents"][:1], truncate=True)[0]
+        assert pair.tolist() == c["first_pair_ids"], c["name"]
+
+
+@pytest.mark.parametrize("name", ["panda", "unicode", "many", "long", "repeat"])
+def test_scores_match_transformers(engine, reference, name):
+    c = case(reference, name)
+    scores = score_all(engine, c["query"], c["documents"])
+    np.testing.assert_allclose(scores, c["scores"], atol=TOLERANCE, rtol=0)
+    assert np.argsort(-scores, kind="stable").tolist() == np.argsort(-np.array(c["scores"]), kind="stable").tolist()
+
+
+def test_token_counts_match_transformers(engine, reference):
+    for c in reference["cases"]:
+        pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+        assert [len(p) for p in pairs] == c["pair_tokens"], c["name"]
+
+
+def test_packed_decode_scores_like_one_pair_per_decode(engine, reference):
+    c = case(reference, "many")
+    pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+    packed = engine.decode(pairs[:8])
+    np.testing.assert_allclose(packed, c["scores"][:8], atol=TOLERANCE, rtol=0)
+
+
+def test_truncation_keeps_the_head_of_a_long_document(engine, reference):
+    c = case(reference, "long")
+    assert any(c["truncated"]), "the fixture must hold a document longer than the context"
+    pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+    assert max(len(p) for p in pairs) == reference["max_length"] == engine.max_pair_tokens
+
+
+def test_no_truncation_names_the_document_and_token_counts(engine, reference):
+    c = case(reference, "long")
+    index = c["truncated"].index(True)
+    with pytest.raises(InputTooLongError, match=rf"document {index} with the query is \d+ tokens, more than the model's context of 128"):
+        engine.prepare_pairs(c["query"], c["documents"], truncate=False)
+
+
+def test_a_query_that_fills_the_context_is_refused(engine):
+    with pytest.raises(InputTooLongError, match="leaves no room for a document"):
+        engine.prepare_pairs("panda " * 200, ["hi"], truncate=True)
+
+
+def test_oversize_decode_is_refused_before_llama_cpp(engine):
+    pair = np.zeros(engine.n_ubatch + 1, dtype=np.int32)
+    with pytest.raises(ValueError, match="exceeds the context's limits"):
+        engine.decode([pair])
+    too_many = [np.zeros(2, dtype=np.int32)] * (engine.n_seq_max + 1)
+    with pytest.raises(ValueError, match="exceeds the context's limits"):
+        engine.decode(too_many)
+
+
+def test_gguf_without_add_token_keys_gets_the_xlmr_layout(reference):
+    info = read_gguf_info(XLMR_NOKEYS)
+    assert (info.add_bos, info.add_eos, info.add_sep) == (None, None, None)
+    engine = RerankEngine(info, EngineSettings())
+    try:
+        c = case(reference, "panda")
+        assert engine.prepare_pairs(c["query"], c["documents"][:1], True)[0].tolist() == c["first_pair_ids"]
+        np.testing.assert_allclose(score_all(engine, c["query"], c["documents"]), c["scores"], atol=TOLERANCE, rtol=0)
+    finally:
+        engine.close()
+
+
+def test_a_model_without_rank_head_is_refused():
+    with pytest.raises(ModelLoadError, match="is not a reranker"):
+        RerankEngine(read_gguf_info(XLMR_EMBED), EngineSettings())
+
+
+def test_scheduler_batches_requests_and_keeps_each_requests_order(engine, reference):
+    c = case(reference, "many")
+    pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+    scheduler = Scheduler(engine)
+
+    async def run() -> list[np.ndarray]:
+        return await asyncio.gather(*(scheduler.score(pairs[i:] + pairs[:i]) for i in range(4)))
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        scheduler.close()
+    for i, scores in enumerate(results):
+        expected = c["scores"][i:] + c["scores"][:i]
+        np.testing.assert_allclose(scores, expected, atol=TOLERANCE, rtol=0)

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # that callback prints whatever its logger's level lets through.
 logging.getLogger("llama-cpp-python").setLevel(logging.WARNING)
 
+# Architectures whose rank head ends in a softmax (llama-graph.cpp, LLAMA_POOLING_TYPE_RANK).
+PROBABILITY_ARCHITECTURES = frozenset({"qwen3", "qwen3vl"})
+
 _backend_lock = threading.Lock()
 _backend_ready = False
 
@@ -243,11 +246,18 @@ class RerankEngine:
             n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, False)
         return buffer[:n]
 
-    def prepare_pairs(self, query: str, documents: Sequence[str], truncate: bool) -> list[np.ndarray]:
+    @property
+    def scores_are_probabilities(self) -> bool:
+        """Qwen3's graph ends in a softmax over yes/no: its score is P(yes), not a logit."""
+        return self.info.architecture in PROBABILITY_ARCHITECTURES
+
+    def prepare_pairs(self, query: str, documents: Sequence[str], truncate: bool,
+                      max_doc_tokens: int | None = None) -> list[np.ndarray]:
         """Token pairs that fit the context; the truncation policy lives here alone.
 
         With `truncate`, a document is cut from its end so the pair fits, which is what
         Hugging Face tokenizers do with `truncation="only_second"` at the same maximum length.
+        `max_doc_tokens` (Cohere's `max_tokens_per_doc`) cuts every document to that many tokens.
         """
         query_tokens = self.tokenize(query)
         room = self.max_pair_tokens - self.layout.overhead - len(query_tokens)
@@ -258,7 +268,7 @@ class RerankEngine:
             )
         pairs = []
         for index, document in enumerate(documents):
-            doc_tokens = self.tokenize(document)
+            doc_tokens = self.tokenize(document)[:max_doc_tokens]
             if len(doc_tokens) > room:
                 if not truncate:
                     total = len(query_tokens) + len(doc_tokens) + self.layout.overhead

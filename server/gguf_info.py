@@ -26,7 +26,8 @@ class GGUFInfo(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     architecture: str
     name: str
-    file_type: int | None
+    weight_type: str | None
+    """The ggml type most weight matrices are stored in (F16, Q8_0, ...)."""
     context_length: int | None
     tokenizer_model: str | None
     add_bos: bool | None
@@ -48,7 +49,7 @@ class NotAGGUFError(ValueError):
 def read_gguf_info(path: str | Path) -> GGUFInfo:
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            metadata, tensors = _read_header(data)
+            metadata, tensors, matrix_types = _read_header(data)
     except (ValueError, OSError, struct.error) as exc:
         raise NotAGGUFError(f"{Path(path).name} is not a readable GGUF file ({exc})") from None
 
@@ -57,7 +58,7 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
         path=str(path),
         architecture=arch,
         name=str(metadata.get("general.name") or Path(path).stem),
-        file_type=_int_or_none(metadata.get("general.file_type")),
+        weight_type=_most_common(matrix_types),
         context_length=_int_or_none(metadata.get(f"{arch}.context_length")),
         tokenizer_model=_str_or_none(metadata.get("tokenizer.ggml.model")),
         add_bos=_bool_or_none(metadata.get("tokenizer.ggml.add_bos_token")),
@@ -73,9 +74,13 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 
+# ggml tensor types (enum ggml_type) that model weights are stored in.
+GGML_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K",
+              11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 30: "BF16"}
 
-def _read_header(data: mmap.mmap) -> tuple[dict[str, object], list[str]]:
-    """Scalar and string metadata (arrays are skipped) and the tensor names."""
+
+def _read_header(data: mmap.mmap) -> tuple[dict[str, object], list[str], list[str]]:
+    """Scalar and string metadata (arrays are skipped), the tensor names, and the types of the matrices."""
     if data[:4] != b"GGUF":
         raise ValueError("no GGUF magic")
     version, n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
@@ -90,13 +95,17 @@ def _read_header(data: mmap.mmap) -> tuple[dict[str, object], list[str]]:
             pos = _skip_array(data, pos)
             continue
         metadata[key], pos = _value(data, pos, kind)
-    tensors = []
+    tensors, matrix_types = [], []
     for _ in range(n_tensors):
         name, pos = _string(data, pos)
         (n_dims,) = struct.unpack_from("<I", data, pos)
-        pos += 4 + 8 * n_dims + 4 + 8  # dims, type, offset
+        pos += 4 + 8 * n_dims
+        (ggml_type,) = struct.unpack_from("<I", data, pos)
+        pos += 4 + 8  # type, offset
         tensors.append(name)
-    return metadata, tensors
+        if n_dims >= 2:
+            matrix_types.append(GGML_TYPES.get(ggml_type, f"type {ggml_type}"))
+    return metadata, tensors, matrix_types
 
 
 def _string(data: mmap.mmap, pos: int) -> tuple[str, int]:
@@ -125,6 +134,10 @@ def _skip_array(data: mmap.mmap, pos: int) -> int:
     for _ in range(count):
         pos += 8 + unpack(data, pos)[0]
     return pos
+
+
+def _most_common(values: list[str]) -> str | None:
+    return max(set(values), key=values.count) if values else None
 
 
 def _int_or_none(v: object | None) -> int | None:

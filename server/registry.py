@@ -5,16 +5,17 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .download import ModelSource
 from .engine import EngineSettings, RerankEngine
 from .errors import ApiError
 from .gguf_info import GGUFInfo
 from .rerank import ServedModel
+from .scheduler import BatchObserver
+from .schemas import ModelCard, ModelMeta
 
 log = logging.getLogger(__name__)
-
 
 class LoadState(enum.Enum):
     LOADING = "loading"
@@ -22,8 +23,14 @@ class LoadState(enum.Enum):
     FAILED = "failed"
 
 
-class ModelRegistry:
-    """Owns the served model; requests ask it for the model by the name they sent."""
+def unavailable(state: LoadState, error: str | None) -> ApiError:
+    if state is LoadState.LOADING:
+        return ApiError(503, "the model is still loading")
+    return ApiError(503, f"the model failed to load: {error}")
+
+
+class ModelSlot:
+    """One configured model: where it comes from, and its engine once loaded."""
 
     def __init__(self, source: ModelSource, info: GGUFInfo, settings: EngineSettings,
                  alias: str | None = None) -> None:
@@ -33,30 +40,97 @@ class ModelRegistry:
         self.name = alias or source.name
         self.state = LoadState.LOADING
         self.error: str | None = None
-        self._model: ServedModel | None = None
+        self.model: ServedModel | None = None
+        self.loaded_at = 0
+        self.load_seconds = 0.0
 
-    def load(self, on_failure: Callable[[], None] | None = None) -> None:
-        """Load the engine (blocking: run it in a thread); a failure is logged and reported."""
+    def load(self, on_batch: BatchObserver | None = None) -> None:
         started = time.perf_counter()
         try:
-            self._model = ServedModel(self.name, RerankEngine(self.info, self.settings))
+            self.model = ServedModel(self.name, RerankEngine(self.info, self.settings), on_batch)
         except Exception as exc:
             self.state, self.error = LoadState.FAILED, str(exc)
             log.error("cannot serve %s: %s", self.name, exc)
-            if on_failure:
-                on_failure()
             return
+        self.load_seconds = time.perf_counter() - started
+        self.loaded_at = int(time.time())
         self.state = LoadState.READY
-        log.info("loaded %s from %s in %.1fs", self.name, self.source.path, time.perf_counter() - started)
+        log.info("loaded %s from %s in %.1fs", self.name, self.source.path, self.load_seconds)
+
+    def card(self) -> ModelCard:
+        entry = self.source.entry
+        engine = self.model.engine if self.model else None
+        return ModelCard(
+            id=self.name, object="model", created=self.loaded_at, owned_by="rerank-server",
+            meta=ModelMeta(
+                family=entry.family if entry else None,
+                architecture=self.info.architecture,
+                file=self.info.name,
+                quantization=entry.quantization if entry else self.info.weight_type,
+                context_length=engine.max_pair_tokens if engine else (self.settings.ctx_size or 0),
+                scores="probability" if engine and engine.scores_are_probabilities else "logit",
+            ),
+        )
+
+
+class ModelRegistry:
+    """Owns the served models; requests ask for one by the name they sent."""
+
+    def __init__(self, slots: Sequence[ModelSlot]) -> None:
+        names = [slot.name for slot in slots]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two served models share a name: {names}; give each an --alias")
+        self.slots = {slot.name: slot for slot in slots}
+
+    @property
+    def state(self) -> LoadState:
+        states = {slot.state for slot in self.slots.values()}
+        for state in (LoadState.FAILED, LoadState.LOADING):
+            if state in states:
+                return state
+        return LoadState.READY
+
+    @property
+    def error(self) -> str | None:
+        return next((s.error for s in self.slots.values() if s.error), None)
+
+    def load(self, on_failure: Callable[[], None] | None = None,
+             on_batch: BatchObserver | None = None) -> None:
+        """Load every model (blocking: run it in a thread); the first failure stops the loading."""
+        for slot in self.slots.values():
+            slot.load(on_batch)
+            if slot.state is LoadState.FAILED:
+                if on_failure:
+                    on_failure()
+                return
 
     def get(self, requested: str | None) -> ServedModel:
-        """With one model served, any name is accepted: GPUStack rewrites it."""
-        if self._model is None:
-            raise ApiError(503, "the model is still loading" if self.state is LoadState.LOADING
-                           else f"the model failed to load: {self.error}")
-        return self._model
+        """With one model served, any name is accepted (GPUStack rewrites it); with several, the
+        request's `model` picks one and an unknown name is a 404."""
+        if len(self.slots) == 1 or requested is None:
+            slot = next(iter(self.slots.values()))
+        elif requested in self.slots:
+            slot = self.slots[requested]
+        else:
+            raise ApiError(404, f"model {requested!r} is not served here; served: {', '.join(self.slots)}",
+                           "model_not_found")
+        if slot.model is None:
+            raise unavailable(slot.state, slot.error)
+        return slot.model
+
+    def check_ready(self) -> None:
+        """Raise the 503 that says why not every model can serve yet."""
+        if self.state is not LoadState.READY:
+            raise unavailable(self.state, self.error)
+
+    def queue_depths(self) -> dict[str, int]:
+        return {name: slot.model.scheduler.queued_pairs for name, slot in self.slots.items() if slot.model}
+
+    def model_cards(self) -> list[ModelCard]:
+        return [slot.card() for slot in self.slots.values()]
 
     def close(self) -> None:
-        if self._model is not None:
-            self._model.close()
-            self._model = None
+        for slot in self.slots.values():
+            if slot.model is not None:
+                slot.model.close()
+                slot.model = None

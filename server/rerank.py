@@ -13,15 +13,21 @@ import msgspec
 import numpy as np
 
 from .engine import RerankEngine
-from .scheduler import Scheduler
+from .scheduler import BatchObserver, Scheduler
 
 
 class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
+    """What every dialect asks for, in one shape."""
+
     query: str
     documents: Sequence[str]
     top_n: int | None = None
     normalize: bool = False
+    """llama-box's min-max normalisation with two anchor pairs."""
+    probabilities: bool = False
+    """Scores in [0, 1]: the sigmoid of a classifier's logit (Cohere, TEI); Qwen3's P(yes) as it is."""
     truncate: bool = True
+    max_doc_tokens: int | None = None
 
 
 class RankedDocument(msgspec.Struct, frozen=True):
@@ -37,10 +43,10 @@ class RerankOutcome(msgspec.Struct, frozen=True):
 class ServedModel:
     """A loaded model as requests see it: its served name, engine and scheduler."""
 
-    def __init__(self, name: str, engine: RerankEngine) -> None:
+    def __init__(self, name: str, engine: RerankEngine, on_batch: BatchObserver | None = None) -> None:
         self.name = name
         self.engine = engine
-        self.scheduler = Scheduler(engine, name)
+        self.scheduler = Scheduler(engine, name, on_batch)
 
     def close(self) -> None:
         self.scheduler.close()
@@ -50,13 +56,16 @@ class ServedModel:
 async def rerank(model: ServedModel, job: RerankJob) -> RerankOutcome:
     engine = model.engine
     # Tokenising 100 documents takes milliseconds of CPU: keep it off the event loop.
-    pairs = await asyncio.to_thread(engine.prepare_pairs, job.query, job.documents, job.truncate)
+    pairs = await asyncio.to_thread(engine.prepare_pairs, job.query, job.documents, job.truncate,
+                                    job.max_doc_tokens)
     anchors = await asyncio.to_thread(engine.anchor_pairs, job.query) if job.normalize else []
     scores = await model.scheduler.score([*pairs, *anchors])
     prompt_tokens = sum(len(p) for p in pairs) + sum(len(p) for p in anchors)
     document_scores = scores[: len(pairs)]
     if job.normalize:
         document_scores = normalize_like_llama_box(document_scores, scores[len(pairs)], scores[len(pairs) + 1])
+    elif job.probabilities and not engine.scores_are_probabilities:
+        document_scores = 1.0 / (1.0 + np.exp(-document_scores))
     return RerankOutcome(ranked=rank(document_scores, job.top_n), prompt_tokens=prompt_tokens)
 
 

@@ -12,8 +12,11 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
+
+BatchObserver = Callable[[str, int, int], None]
+"""Told (model name, pairs, tokens) of every decode, from the worker thread."""
 
 import numpy as np
 
@@ -62,8 +65,10 @@ class SchedulerClosed(RuntimeError):
 class Scheduler:
     """Queue, cross-request batching and fairness for one engine."""
 
-    def __init__(self, engine: Decoder, name: str = "model") -> None:
+    def __init__(self, engine: Decoder, name: str = "model", on_batch: BatchObserver | None = None) -> None:
         self._engine = engine
+        self._name = name
+        self._on_batch = on_batch
         self._jobs: deque[_Job] = deque()
         self._wake = threading.Condition()
         self._closed = False
@@ -147,8 +152,11 @@ class Scheduler:
         return picked
 
     def _decode(self, picked: list[tuple[_Job, int]]) -> None:
+        pairs = [job.pairs[i] for job, i in picked]
+        if self._on_batch:
+            self._on_batch(self._name, len(pairs), sum(len(p) for p in pairs))
         try:
-            scores = self._engine.decode([job.pairs[i] for job, i in picked])
+            scores = self._engine.decode(pairs)
         except Exception as exc:  # an engine fault fails these requests, not the server
             log.exception("decode of %d pairs failed", len(picked))
             for job in {job for job, _ in picked}:

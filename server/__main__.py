@@ -1,4 +1,4 @@
-"""`python -m server`: resolve the model, check it, and serve it with uvicorn."""
+"""`python -m server`: resolve the models, check them, and serve them with uvicorn."""
 
 from __future__ import annotations
 
@@ -9,37 +9,44 @@ from collections.abc import Sequence
 import uvicorn
 
 from .app import create_app
-from .catalog import CatalogError, load_catalog
-from .config import ConfigError, parse_args
+from .catalog import Catalog, CatalogError, load_catalog
+from .config import ConfigError, ServerConfig, parse_args
 from .download import ModelSourceError, resolve_model
 from .engine import ModelLoadError, check_servable
 from .gguf_info import NotAGGUFError, read_gguf_info
-from .registry import LoadState, ModelRegistry
+from .registry import LoadState, ModelRegistry, ModelSlot
 
 log = logging.getLogger("server")
+
+STARTUP_ERRORS = (ConfigError, CatalogError, ModelSourceError, NotAGGUFError, ModelLoadError, ValueError)
+
+
+def model_slots(config: ServerConfig, catalog: Catalog) -> list[ModelSlot]:
+    """Every configured model, found (downloaded if need be) and checked before the server starts."""
+    slots = []
+    for i, spec in enumerate(config.models or [catalog.default]):
+        source = resolve_model(spec, catalog)
+        info = read_gguf_info(source.path)
+        check_servable(info)
+        context = source.entry.context_length if source.entry else None
+        alias = config.aliases[i] if i < len(config.aliases) else None
+        slots.append(ModelSlot(source, info, config.engine_settings(context), alias=alias))
+    return slots
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse_args(argv)
-    except ConfigError as exc:
+        logging.basicConfig(level=config.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        registry = ModelRegistry(model_slots(config, load_catalog(config.catalog)))
+    except STARTUP_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        catalog = load_catalog(config.catalog)
-        source = resolve_model(config.model or catalog.default, catalog)
-        info = read_gguf_info(source.path)
-        check_servable(info)
-    except (CatalogError, ModelSourceError, NotAGGUFError, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    context = source.entry.context_length if source.entry else None
-    registry = ModelRegistry(source, info, config.engine_settings(context), alias=config.alias)
-    server = uvicorn.Server(uvicorn.Config(
-        None, host=config.host, port=config.port, log_level=config.log_level,
-    ))
-    server.config.app = create_app(registry, on_load_failure=lambda: setattr(server, "should_exit", True))
+        return 2 if isinstance(exc, ConfigError) else 1
+    server = uvicorn.Server(uvicorn.Config(None, host=config.host, port=config.port,
+                                           log_level=config.log_level, access_log=False))
+    server.config.app = create_app(registry, api_keys=config.api_keys,
+                                   on_load_failure=lambda: setattr(server, "should_exit", True))
     server.run()
     if registry.state is LoadState.FAILED:
         print(f"error: {registry.error}", file=sys.stderr)

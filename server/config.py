@@ -1,9 +1,18 @@
-"""The command line, parsed into one explicit configuration Struct."""
+"""The command line and its environment variables, parsed into one explicit configuration Struct.
+
+The flags include llama-box's, with their short forms, so GPUStack's launch line works unchanged:
+`--host H --embeddings --gpu-layers N --parallel 1 --ctx-size 8192 --port P --model FILE --alias NAME
+--no-mmap --no-warmup --rerank`. Every flag can also be set by an environment variable `RERANK_<FLAG>`
+(list flags take a comma-separated value); a flag on the command line wins.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
@@ -11,21 +20,26 @@ import msgspec
 from .catalog import DEFAULT_CATALOG
 from .engine import EngineSettings
 
+log = logging.getLogger(__name__)
+
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
-    model: str | None = None
-    """A catalog name or a local .gguf path; default: the catalog's default model."""
+    models: list[str] = []
+    """Catalog names or local .gguf paths; empty: the catalog's default model."""
+    aliases: list[str] = []
+    """Served names, in the order of `models`; a model without one is served under its own name."""
     host: str = "127.0.0.1"
     port: Port = 8080
-    alias: str | None = None
     ctx_size: Positive | None = None
     threads: Positive | None = None
     gpu_layers: int = 0
     batch_tokens: Positive = 512
     flash_attn: bool = True
+    use_mmap: bool = True
+    api_keys: list[str] = []
     catalog: str = str(DEFAULT_CATALOG)
     log_level: str = "info"
 
@@ -37,39 +51,110 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
             gpu_layers=self.gpu_layers,
             flash_attn=self.flash_attn,
             batch_tokens=self.batch_tokens,
+            use_mmap=self.use_mmap,
         )
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m server",
-        description="Serve a GGUF reranker over llama-box's /v1/rerank API.",
-    )
-    p.add_argument("--model", "-m", help="catalog name (see models.yaml) or path to a .gguf file")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--alias", "-a", help="model name the server reports (default: catalog name or file stem)")
-    p.add_argument("--ctx-size", "-c", type=int, help="longest query+document pair in tokens "
-                   "(default: the catalog's context length, else the model's trained context)")
-    p.add_argument("--threads", "-t", type=int, help="CPU threads (default: llama.cpp's choice)")
-    p.add_argument("--gpu-layers", "-ngl", type=int, default=0, help="layers to offload to the GPU")
-    p.add_argument("--batch-tokens", type=int, default=512, help="token budget of one decode")
-    p.add_argument("--no-flash-attn", dest="flash_attn", action="store_false",
-                   help="disable flash attention (on by default: faster on CPU)")
-    p.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="path of the model catalog")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return p
 
 
 class ConfigError(ValueError):
     """A flag's value is invalid; the message names the flag."""
 
 
-def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
+# llama-box and llama-server flags that change nothing here: accepted, with a warning saying why.
+IGNORED_FLAGS = {
+    ("--embeddings", "--embedding"): "this server only reranks",
+    ("--parallel", "-np"): "one scheduler per model batches all concurrent requests",
+    ("--batch-size", "-b"): "decodes are sized by --batch-tokens (-ub)",
+    ("--cont-batching", "-cb"): "batching across requests is always on",
+    ("--metrics",): "/metrics is always served",
+}
+_IGNORED_REASONS = {f"ignored_{names[0][2:]}": (names[0], reason) for names, reason in IGNORED_FLAGS.items()}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Serve GGUF rerankers over llama-box's /v1/rerank API and the dialects of Jina, TEI and Cohere.",
+    )
+    p.add_argument("--model", "-m", dest="models", action="append",
+                   help="catalog name (see models.yaml) or path to a .gguf file; repeat to serve several")
+    p.add_argument("--alias", "-a", dest="aliases", action="append",
+                   help="served model name, one per --model in order (default: catalog name or file stem)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    p.add_argument("--ctx-size", "-c", type=int, help="longest query+document pair in tokens "
+                   "(default: the catalog's context length, else the model's trained context)")
+    p.add_argument("--threads", "-t", type=int, help="CPU threads (default: llama.cpp's choice)")
+    p.add_argument("--gpu-layers", "--n-gpu-layers", "-ngl", type=int, help="layers to offload to the GPU")
+    p.add_argument("--batch-tokens", "--ubatch-size", "-ub", type=int, help="token budget of one decode (default 512)")
+    p.add_argument("--flash-attn", "-fa", nargs="?", const="on", choices=["on", "off", "auto"],
+                   help="flash attention (default on: nearly twice as fast on CPU)")
+    p.add_argument("--no-flash-attn", dest="flash_attn", action="store_const", const="off")
+    p.add_argument("--no-mmap", dest="use_mmap", action="store_const", const=False,
+                   help="read the model into memory instead of mapping it")
+    p.add_argument("--api-key", dest="api_keys", action="append",
+                   help="accept requests carrying `Authorization: Bearer KEY`; repeatable")
+    p.add_argument("--api-key-file", help="file with one API key per line")
+    p.add_argument("--catalog", help="path of the model catalog (default: models.yaml)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    # Accepted for llama-box compatibility; they describe what this server always does.
+    p.add_argument("--rerank", "--reranking", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-warmup", action="store_true", help=argparse.SUPPRESS)
+    for dest, (flag, _) in _IGNORED_REASONS.items():
+        names = next(n for n in IGNORED_FLAGS if n[0] == flag)
+        p.add_argument(*names, dest=dest, nargs="?", const=True, help=argparse.SUPPRESS)
+    return p
+
+
+# Flags that an environment variable may set, and how to read the variable.
+ENVIRONMENT = {
+    "models": ("RERANK_MODEL", "list"), "aliases": ("RERANK_ALIAS", "list"),
+    "host": ("RERANK_HOST", "str"), "port": ("RERANK_PORT", "int"),
+    "ctx_size": ("RERANK_CTX_SIZE", "int"), "threads": ("RERANK_THREADS", "int"),
+    "gpu_layers": ("RERANK_GPU_LAYERS", "int"), "batch_tokens": ("RERANK_BATCH_TOKENS", "int"),
+    "flash_attn": ("RERANK_FLASH_ATTN", "str"), "use_mmap": ("RERANK_MMAP", "bool"),
+    "api_keys": ("RERANK_API_KEY", "list"), "api_key_file": ("RERANK_API_KEY_FILE", "str"),
+    "catalog": ("RERANK_CATALOG", "str"), "log_level": ("RERANK_LOG_LEVEL", "str"),
+}
+
+
+def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
     args = vars(_parser().parse_args(argv))
+    environ = os.environ if environ is None else environ
+    for dest, (variable, kind) in ENVIRONMENT.items():
+        if args.get(dest) is None and variable in environ:
+            args[dest] = _from_environment(variable, environ[variable], kind)
+    for dest, (flag, reason) in _IGNORED_REASONS.items():
+        if args[dest] is not None:
+            log.warning("%s has no effect here: %s", flag, reason)
+    values = {k: v for k, v in args.items() if v is not None and k in ServerConfig.__struct_fields__}
+    if "flash_attn" in values:
+        values["flash_attn"] = values["flash_attn"] != "off"  # "auto" resolves to on, as llama.cpp does on CPU
+    values["api_keys"] = [*values.get("api_keys", []), *_read_key_file(args.get("api_key_file"))]
     try:
-        return msgspec.convert(args, ServerConfig)
+        return msgspec.convert(values, ServerConfig)
     except msgspec.ValidationError as exc:
-        flag = str(exc).rpartition("`$.")[2].rstrip("`").replace("_", "-")
+        flag = str(exc).rpartition("`$.")[2].rstrip("`").split("[")[0].replace("_", "-")
         raise ConfigError(f"--{flag}: {exc}") from None
 
+
+def _from_environment(variable: str, raw: str, kind: str) -> object:
+    try:
+        if kind == "list":
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        if kind == "int":
+            return int(raw)
+        if kind == "bool":
+            return raw.strip().lower() not in ("0", "false", "no", "off")
+        return raw
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not a valid {kind}") from None
+
+
+def _read_key_file(path: str | None) -> list[str]:
+    if not path:
+        return []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"--api-key-file: cannot read {path}: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]

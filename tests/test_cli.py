@@ -11,14 +11,48 @@ from .conftest import XLMR, XLMR_EMBED, RunningServer, case
 
 
 def test_flags_and_defaults():
-    assert parse_args([]) == ServerConfig()
+    assert parse_args([], environ={}) == ServerConfig()
     config = parse_args(["--model", "m.gguf", "--host", "0.0.0.0", "--port", "9000", "--alias", "r",
-                         "--ctx-size", "256", "--threads", "2", "--gpu-layers", "99"])
-    assert (config.model, config.host, config.port, config.alias) == ("m.gguf", "0.0.0.0", 9000, "r")
+                         "--ctx-size", "256", "--threads", "2", "--gpu-layers", "99"], environ={})
+    assert (config.models, config.host, config.port, config.aliases) == (["m.gguf"], "0.0.0.0", 9000, ["r"])
     assert (config.ctx_size, config.threads, config.gpu_layers) == (256, 2, 99)
     settings = config.engine_settings(catalog_context=8192)
     assert settings.ctx_size == 256 and settings.threads == 2 and settings.gpu_layers == 99
-    assert parse_args([]).engine_settings(catalog_context=8192).ctx_size == 8192
+    assert parse_args([], environ={}).engine_settings(catalog_context=8192).ctx_size == 8192
+
+
+def test_the_gpustack_llama_box_command_line_is_accepted(caplog):
+    argv = ["--host", "0.0.0.0", "--embeddings", "--gpu-layers", "33", "--parallel", "1", "--ctx-size", "8192",
+            "--port", "40001", "--model", "/models/bge.gguf", "--alias", "bge-reranker-v2-m3", "--no-mmap",
+            "--no-warmup", "--rerank"]
+    config = parse_args(argv, environ={})
+    assert (config.host, config.gpu_layers, config.ctx_size, config.port) == ("0.0.0.0", 33, 8192, 40001)
+    assert (config.models, config.aliases, config.use_mmap) == (["/models/bge.gguf"], ["bge-reranker-v2-m3"], False)
+    warned = caplog.text
+    assert "--embeddings has no effect here" in warned and "--parallel has no effect here" in warned
+
+
+def test_short_flags_and_environment():
+    config = parse_args(["-m", "a.gguf", "-a", "x", "-c", "64", "-ngl", "2", "-np", "4", "-b", "2048",
+                         "-ub", "256", "-t", "2", "-fa", "off"], environ={"RERANK_PORT": "7001"})
+    assert (config.models, config.aliases, config.ctx_size, config.gpu_layers) == (["a.gguf"], ["x"], 64, 2)
+    assert (config.batch_tokens, config.threads, config.flash_attn, config.port) == (256, 2, False, 7001)
+    env = {"RERANK_MODEL": "a.gguf,b.gguf", "RERANK_API_KEY": "k1,k2", "RERANK_CTX_SIZE": "128",
+           "RERANK_PORT": "7002"}
+    config = parse_args(["--port", "7003"], environ=env)
+    assert (config.models, config.api_keys, config.ctx_size) == (["a.gguf", "b.gguf"], ["k1", "k2"], 128)
+    assert config.port == 7003, "the command line wins over the environment"
+    with pytest.raises(ConfigError, match="RERANK_PORT='x' is not a valid int"):
+        parse_args([], environ={"RERANK_PORT": "x"})
+
+
+def test_api_key_file(tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("# operators\nk-one\n\n  k-two  \n")
+    config = parse_args(["--api-key", "k0", "--api-key-file", str(keys)], environ={})
+    assert config.api_keys == ["k0", "k-one", "k-two"]
+    with pytest.raises(ConfigError, match="--api-key-file: cannot read"):
+        parse_args(["--api-key-file", str(tmp_path / "none")], environ={})
 
 
 @pytest.mark.parametrize("argv,flag", [
@@ -28,7 +62,7 @@ def test_flags_and_defaults():
 ])
 def test_invalid_flag_values_name_the_flag(argv, flag):
     with pytest.raises(ConfigError, match=flag):
-        parse_args(argv)
+        parse_args(argv, environ={})
 
 
 def run_to_exit(*args: str) -> tuple[int, str]:

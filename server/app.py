@@ -1,30 +1,50 @@
-"""The application: routes, error handlers and the lifespan that loads and frees the model."""
+"""The application, declared in one place: routes, middleware, error handlers, and the lifespan
+that loads the models in the background and frees them at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from .errors import EXCEPTION_HANDLERS
+from .metrics import Metrics
+from .middleware import ApiKeys, RequestContext
 from .registry import ModelRegistry
 from .routes import ROUTES
 
 
-def create_app(registry: ModelRegistry, on_load_failure: Callable[[], None] | None = None) -> Starlette:
-    """`on_load_failure` lets the process that runs the server stop it when the model cannot load."""
+def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (),
+               on_load_failure: Callable[[], None] | None = None) -> Starlette:
+    """`on_load_failure` lets the process that runs the server stop it when a model cannot load."""
+    metrics = Metrics(queue_depths=registry.queue_depths)
+
+    async def load() -> None:
+        await asyncio.to_thread(registry.load, on_load_failure, metrics.observe_batch)
+        for slot in registry.slots.values():
+            metrics.load_seconds.labels(slot.name).set(slot.load_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        loading = asyncio.create_task(asyncio.to_thread(registry.load, on_load_failure))
+        loading = asyncio.create_task(load())
         try:
             yield
         finally:
             await loading
             await asyncio.to_thread(registry.close)
 
-    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[
+            Middleware(RequestContext, metrics=metrics, routes=[route.path for route in ROUTES]),
+            Middleware(ApiKeys, keys=api_keys),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
     app.state.registry = registry
+    app.state.metrics = metrics
     return app

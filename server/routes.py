@@ -5,20 +5,45 @@ Nothing here knows llama.cpp; the registry on `app.state` hands out the served m
 
 from __future__ import annotations
 
+import uuid
 from typing import TypeVar
 
 import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .engine import InputTooLongError
 from .errors import ApiError
-from .registry import LoadState, ModelRegistry
+from .openapi import openapi_document
+from .registry import ModelRegistry
 from .rerank import RerankJob, RerankOutcome, rerank
-from .schemas import Health, RerankRequest, RerankResponse, RerankResult, ResultDocument, Usage
+from .schemas import (
+    CohereApiVersion,
+    CohereBilledUnits,
+    CohereMeta,
+    CohereRerankRequest,
+    CohereRerankResponse,
+    CohereResult,
+    CohereTokens,
+    Health,
+    ModelList,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    ResultDocument,
+    TEIRank,
+    TEIRerankRequest,
+    Usage,
+)
 
 T = TypeVar("T")
+
+OPENAPI = openapi_document()
+
+# Cohere's documented default for `max_tokens_per_doc`.
+COHERE_MAX_TOKENS_PER_DOC = 4096
 
 
 class MsgspecResponse(Response):
@@ -45,14 +70,25 @@ def registry(request: Request) -> ModelRegistry:
 async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -> tuple[str, RerankOutcome]:
     model = registry(request).get(model_name)
     try:
-        return model.name, await rerank(model, job)
+        outcome = await rerank(model, job)
     except InputTooLongError as exc:
         raise ApiError(400, str(exc)) from None
+    request.app.state.metrics.observe_rerank(model.name, len(job.documents), outcome.prompt_tokens)
+    return model.name, outcome
+
+
+class _DialectProbe(msgspec.Struct):
+    """Only tells a TEI body (`texts`) from a Jina one (`documents`) on the shared `/rerank` path."""
+
+    texts: msgspec.Raw = msgspec.Raw()
 
 
 async def rerank_endpoint(request: Request) -> Response:
-    """`POST /v1/rerank`: the Jina / llama-box dialect."""
-    req = decode_body(await request.body(), RerankRequest)
+    """`POST /v1/rerank`: the Jina / llama-box dialect (and TEI's on `/rerank`)."""
+    body = await request.body()
+    if request.url.path == "/rerank" and len(decode_body(body, _DialectProbe).texts):
+        return await tei_rerank(request, decode_body(body, TEIRerankRequest))
+    req = decode_body(body, RerankRequest)
     texts = req.document_texts()
     job = RerankJob(query=req.query, documents=texts, top_n=req.top_n,
                     normalize=req.normalize, truncate=req.truncate)
@@ -70,14 +106,56 @@ async def rerank_endpoint(request: Request) -> Response:
                                           results=results, usage=usage))
 
 
+async def tei_rerank(request: Request, req: TEIRerankRequest) -> Response:
+    """TEI's answer is a bare array; scores are sigmoids unless `raw_scores`."""
+    job = RerankJob(query=req.query, documents=req.texts, probabilities=not req.raw_scores,
+                    truncate=req.truncate)
+    _, outcome = await run_rerank(request, job, None)
+    ranks = [TEIRank(index=r.index, score=r.score, text=req.texts[r.index] if req.return_text else None)
+             for r in outcome.ranked]
+    return MsgspecResponse(ranks)
+
+
+async def cohere_rerank(request: Request) -> Response:
+    """`POST /v2/rerank`: Cohere's v2 API, scores in [0, 1]."""
+    req = decode_body(await request.body(), CohereRerankRequest)
+    job = RerankJob(query=req.query, documents=req.document_texts(), top_n=req.top_n,
+                    probabilities=True, max_doc_tokens=req.max_tokens_per_doc or COHERE_MAX_TOKENS_PER_DOC)
+    _, outcome = await run_rerank(request, job, req.model)
+    meta = CohereMeta(
+        api_version=CohereApiVersion(version="2"),
+        billed_units=CohereBilledUnits(search_units=1),
+        tokens=CohereTokens(input_tokens=outcome.prompt_tokens, output_tokens=0),
+    )
+    results = [CohereResult(index=r.index, relevance_score=r.score) for r in outcome.ranked]
+    return MsgspecResponse(CohereRerankResponse(id=str(uuid.uuid4()), results=results, meta=meta))
+
+
+async def list_models(request: Request) -> Response:
+    """OpenAI-style model list; GPUStack treats a 200 here as ready."""
+    return MsgspecResponse(ModelList(object="list", data=registry(request).model_cards()))
+
+
 async def health(request: Request) -> Response:
-    reg = registry(request)
-    if reg.state is not LoadState.READY:
-        reg.get(None)  # raises the 503 that says why
+    registry(request).check_ready()
     return MsgspecResponse(Health(status="ok"))
 
 
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    return MsgspecResponse(OPENAPI)
+
+
+RERANK_PATHS = ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking")
+
 ROUTES = [
-    Route("/v1/rerank", rerank_endpoint, methods=["POST"]),
+    *(Route(path, rerank_endpoint, methods=["POST"]) for path in RERANK_PATHS),
+    Route("/v2/rerank", cohere_rerank, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
 ]

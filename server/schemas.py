@@ -35,6 +35,89 @@ class RerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
         return [d if isinstance(d, str) else d.text for d in self.documents]
 
 
+class TEIRerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """`POST /rerank` with `texts`: Hugging Face Text Embeddings Inference."""
+
+    query: NonEmptyStr
+    texts: Annotated[list[str], msgspec.Meta(min_length=1)]
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool = True
+
+
+class TEIRank(msgspec.Struct, omit_defaults=True):
+    index: int
+    score: float
+    text: str | None = None
+
+
+class CohereRerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """`POST /v2/rerank`: Cohere's v2 API."""
+
+    model: str | None = None
+    query: NonEmptyStr
+    documents: Annotated[list[str | TextDocument], msgspec.Meta(min_length=1)]
+    top_n: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    max_tokens_per_doc: Annotated[int, msgspec.Meta(gt=0)] | None = None
+
+    def document_texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+
+class CohereResult(msgspec.Struct):
+    index: int
+    relevance_score: float
+
+
+class CohereApiVersion(msgspec.Struct):
+    version: str
+
+
+class CohereBilledUnits(msgspec.Struct):
+    search_units: int
+
+
+class CohereTokens(msgspec.Struct):
+    input_tokens: int
+    output_tokens: int
+
+
+class CohereMeta(msgspec.Struct):
+    api_version: CohereApiVersion
+    billed_units: CohereBilledUnits
+    tokens: CohereTokens
+
+
+class CohereRerankResponse(msgspec.Struct):
+    id: str
+    results: list[CohereResult]
+    meta: CohereMeta
+
+
+class ModelMeta(msgspec.Struct):
+    family: str | None
+    architecture: str
+    file: str
+    quantization: str | None
+    context_length: int
+    scores: str
+
+
+class ModelCard(msgspec.Struct):
+    """An entry of `GET /v1/models`, as OpenAI lists models."""
+
+    id: str
+    object: str
+    created: int
+    owned_by: str
+    meta: ModelMeta
+
+
+class ModelList(msgspec.Struct):
+    object: str
+    data: list[ModelCard]
+
+
 class ResultDocument(msgspec.Struct):
     text: str
 

@@ -170,11 +170,12 @@ def test_health_is_503_while_the_model_loads():
     from server.download import ModelSource
     from server.engine import EngineSettings
     from server.gguf_info import read_gguf_info
-    from server.registry import ModelRegistry
+    from server.registry import ModelRegistry, ModelSlot
 
     from .conftest import XLMR
 
-    registry = ModelRegistry(ModelSource(name="x", path=str(XLMR)), read_gguf_info(XLMR), EngineSettings())
+    slot = ModelSlot(ModelSource(name="x", path=str(XLMR)), read_gguf_info(XLMR), EngineSettings())
+    registry = ModelRegistry([slot])
     client = TestClient(create_app(registry))  # without `with`, the lifespan (the load) does not run
     r = client.get("/health")
     assert r.status_code == 503

@@ -1,0 +1,172 @@
+"""Every client dialect and operational endpoint against a real running server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import cohere
+import httpx
+import numpy as np
+import pytest
+
+from .conftest import XLMR, RunningServer, case
+
+TOLERANCE = 1e-4
+
+
+def sigmoid(x: list[float]) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/rerank", "/v1/reranking", "/reranking"])
+def test_jina_dialect_on_every_rerank_path(client, reference, path):
+    c = case(reference, "panda")
+    body = client.post(path, json={"query": c["query"], "documents": c["documents"]}).json()
+    assert list(body) == ["model", "object", "results", "usage"]
+    got = {r["index"]: r["relevance_score"] for r in body["results"]}
+    np.testing.assert_allclose([got[i] for i in range(3)], c["scores"], atol=TOLERANCE)
+
+
+def test_tei_dialect_returns_a_bare_sorted_array(client, reference):
+    c = case(reference, "panda")
+    ranks = client.post("/rerank", json={"query": c["query"], "texts": c["documents"]}).json()
+    assert isinstance(ranks, list) and all(list(r) == ["index", "score"] for r in ranks)
+    expected = sigmoid(c["scores"])
+    assert [r["index"] for r in ranks] == np.argsort(-expected, kind="stable").tolist()
+    np.testing.assert_allclose([r["score"] for r in ranks], expected[[r["index"] for r in ranks]], atol=TOLERANCE)
+
+    raw = client.post("/rerank", json={"query": c["query"], "texts": c["documents"], "raw_scores": True,
+                                       "return_text": True}).json()
+    assert all(list(r) == ["index", "score", "text"] for r in raw)
+    assert all(r["text"] == c["documents"][r["index"]] for r in raw)
+    np.testing.assert_allclose([r["score"] for r in raw], np.array(c["scores"])[[r["index"] for r in raw]],
+                               atol=TOLERANCE)
+
+
+def test_tei_errors_name_the_field(client):
+    r = client.post("/rerank", json={"query": "q", "texts": []})
+    assert r.status_code == 400 and "$.texts" in r.json()["error"]["message"]
+
+
+def test_cohere_sdk_v2_rerank(server, reference):
+    c = case(reference, "many")
+    co = cohere.ClientV2(api_key="unused", base_url=server.url)
+    response = co.rerank(model="rerank-v3.5", query=c["query"], documents=c["documents"], top_n=3)
+    expected = sigmoid(c["scores"])
+    best = np.argsort(-expected, kind="stable")[:3].tolist()
+    assert [r.index for r in response.results] == best
+    np.testing.assert_allclose([r.relevance_score for r in response.results], expected[best], atol=TOLERANCE)
+    assert response.id and response.meta.api_version.version == "2"
+    assert response.meta.tokens.input_tokens == sum(c["pair_tokens"])
+
+
+def test_cohere_max_tokens_per_doc_cuts_documents(client, engine, reference):
+    c = case(reference, "long")
+    body = client.post("/v2/rerank", json={"query": c["query"], "documents": c["documents"],
+                                           "max_tokens_per_doc": 5}).json()
+    query_tokens = len(engine.tokenize(c["query"]))
+    doc_tokens = [min(len(engine.tokenize(d)), 5) for d in c["documents"]]
+    expected = sum(engine.layout.overhead + query_tokens + n for n in doc_tokens)
+    assert body["meta"]["tokens"]["input_tokens"] == expected
+    assert all(0.0 <= r["relevance_score"] <= 1.0 for r in body["results"])
+
+
+def test_models_list(client):
+    r = client.get("/v1/models")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["xlmr-tiny"]
+    meta = body["data"][0]["meta"]
+    assert meta == {"family": None, "architecture": "bert", "file": meta["file"], "quantization": "F32",
+                    "context_length": 128, "scores": "logit"}
+
+
+def test_metrics_are_a_prometheus_exposition(client, reference):
+    c = case(reference, "panda")
+    client.post("/v1/rerank", json={"query": c["query"], "documents": c["documents"]})
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    for name in ["rerank_http_requests_total", "rerank_http_request_seconds_bucket", "rerank_documents_total",
+                 "rerank_prompt_tokens_total", "rerank_queue_pairs", "rerank_batch_pairs_bucket",
+                 "rerank_model_load_seconds"]:
+        assert name in text, name
+    assert 'rerank_http_requests_total{method="POST",route="/v1/rerank",status="200"}' in text
+
+
+def test_openapi_document(client):
+    doc = client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert {"/v1/rerank", "/rerank", "/v2/rerank", "/v1/models", "/health"} <= set(doc["paths"])
+    request = doc["components"]["schemas"]["RerankRequest"]
+    assert set(request["required"]) == {"query", "documents"}
+    assert request["properties"]["top_n"]["anyOf"][0] == {"type": "integer", "exclusiveMinimum": 0}
+
+
+def test_request_id_is_echoed_or_made(client):
+    r = client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    made = client.get("/health").headers["x-request-id"]
+    assert len(made) == 32
+    r = client.post("/v1/rerank", content=b"{", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert r.status_code == 400 and r.headers["x-request-id"] != "bad id\twith spaces"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory) -> Iterator[RunningServer]:
+    key_file = tmp_path_factory.mktemp("keys") / "keys"
+    key_file.write_text("file-key\n")
+    srv = RunningServer("--model", str(XLMR), "--api-key", "flag-key", "--api-key-file", str(key_file),
+                        env={"RERANK_API_KEY": "unused-env-key"})
+    srv.wait_ready()
+    yield srv
+    log = srv.stop()
+    assert "flag-key" not in log and "file-key" not in log, "API keys never reach the log"
+
+
+def test_api_keys(keyed_server):
+    url = keyed_server.url
+    body = {"query": "q", "documents": ["a"]}
+    missing = httpx.post(f"{url}/v1/rerank", json=body)
+    assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = httpx.post(f"{url}/v1/rerank", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "invalid API key"
+    for key in ("flag-key", "file-key"):
+        ok = httpx.post(f"{url}/v1/rerank", json=body, headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200
+    assert httpx.get(f"{url}/health").status_code == 200, "/health stays public"
+    assert httpx.get(f"{url}/v1/models").status_code == 401
+
+
+def test_the_environment_key_counts_when_no_flag_is_given():
+    srv = RunningServer("--model", str(XLMR), env={"RERANK_API_KEY": "env-key"})
+    try:
+        srv.wait_ready()
+        body = {"query": "q", "documents": ["a"]}
+        assert httpx.post(f"{srv.url}/v1/rerank", json=body).status_code == 401
+        ok = httpx.post(f"{srv.url}/v1/rerank", json=body, headers={"Authorization": "Bearer env-key"})
+        assert ok.status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_several_models_are_routed_by_name(reference):
+    c = case(reference, "panda")
+    srv = RunningServer("--model", str(XLMR), "--alias", "first", "--model", str(XLMR), "--alias", "second",
+                        "--ctx-size", "16")
+    try:
+        srv.wait_ready()
+        models = httpx.get(f"{srv.url}/v1/models").json()
+        assert [m["id"] for m in models["data"]] == ["first", "second"]
+        body = {"query": c["query"], "documents": c["documents"]}
+        first = httpx.post(f"{srv.url}/v1/rerank", json={**body, "model": "first"}).json()
+        second = httpx.post(f"{srv.url}/v1/rerank", json={**body, "model": "second"}).json()
+        assert first["model"] == "first" and second["model"] == "second"
+        assert first["usage"]["prompt_tokens"] == second["usage"]["prompt_tokens"]
+        unknown = httpx.post(f"{srv.url}/v1/rerank", json={**body, "model": "third"})
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["type"] == "model_not_found"
+        assert "first, second" in unknown.json()["error"]["message"]
+    finally:
+        srv.stop()

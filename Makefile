@@ -38,7 +38,7 @@ test: $(VENV)/.test-installed
 FIXTURE_VENV ?= .venv-fixtures
 fixtures:
 	$(PYTHON) -m venv $(FIXTURE_VENV)
-	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==4.57.6 sentencepiece protobuf numpy gguf==0.19.0
+	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==5.23.0 sentencepiece==0.2.3 protobuf numpy gguf==0.19.0
 	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py
 
 clean:

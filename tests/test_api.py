@@ -7,9 +7,8 @@ import pytest
 
 from server.rerank import normalize_like_llama_box
 
-from .conftest import case
+from .conftest import TOLERANCE, case
 
-TOLERANCE = 1e-4
 
 
 def test_panda_request_has_the_llama_box_shape(client, reference):

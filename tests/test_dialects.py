@@ -9,9 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import XLMR, RunningServer, case
+from .conftest import TOLERANCE, XLMR, RunningServer, case
 
-TOLERANCE = 1e-4
 
 
 def sigmoid(x: list[float]) -> np.ndarray:

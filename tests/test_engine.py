@@ -11,9 +11,8 @@ from server.engine import EngineSettings, InputTooLongError, ModelLoadError, Rer
 from server.gguf_info import read_gguf_info
 from server.scheduler import Scheduler
 
-from .conftest import XLMR_EMBED, XLMR_NOKEYS, case
+from .conftest import TOLERANCE, TOLERANCE_NO_FLASH_ATTN, XLMR, XLMR_EMBED, XLMR_NOKEYS, case
 
-TOLERANCE = 1e-4  # f32 fixture
 
 
 def score_all(engine: RerankEngine, query: str, documents: list[str], truncate: bool = True) -> np.ndarray:
@@ -27,12 +26,26 @@ def test_pair_layout_is_the_hugging_face_pair_encoding(engine, reference):
         assert pair.tolist() == c["first_pair_ids"], c["name"]
 
 
-@pytest.mark.parametrize("name", ["panda", "unicode", "many", "long", "repeat"])
+CASES = ["panda", "unicode", "many", "long", "repeat", "whitespace"]
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_scores_match_transformers(engine, reference, name):
     c = case(reference, name)
     scores = score_all(engine, c["query"], c["documents"])
     np.testing.assert_allclose(scores, c["scores"], atol=TOLERANCE, rtol=0)
     assert np.argsort(-scores, kind="stable").tolist() == np.argsort(-np.array(c["scores"]), kind="stable").tolist()
+
+
+def test_without_flash_attention_scores_are_closer(reference):
+    engine = RerankEngine(read_gguf_info(XLMR), EngineSettings(flash_attn=False))
+    try:
+        for name in CASES:
+            c = case(reference, name)
+            scores = score_all(engine, c["query"], c["documents"])
+            np.testing.assert_allclose(scores, c["scores"], atol=TOLERANCE_NO_FLASH_ATTN, rtol=0, err_msg=name)
+    finally:
+        engine.close()
 
 
 def test_token_counts_match_transformers(engine, reference):

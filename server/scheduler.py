@@ -55,6 +55,8 @@ class _Job:
             else:
                 self.future.set_result(result)
 
+        if self.cancelled or self.loop.is_closed():
+            return  # nobody waits for this answer any more
         self.loop.call_soon_threadsafe(settle)
 
 
@@ -62,11 +64,17 @@ class SchedulerClosed(RuntimeError):
     """The scheduler no longer accepts work (the server is shutting down)."""
 
 
+class QueueFull(RuntimeError):
+    """Accepting these pairs would pass the queue's bound; the client should retry later."""
+
+
 class Scheduler:
     """Queue, cross-request batching and fairness for one engine."""
 
-    def __init__(self, engine: Decoder, name: str = "model", on_batch: BatchObserver | None = None) -> None:
+    def __init__(self, engine: Decoder, name: str = "model", on_batch: BatchObserver | None = None,
+                 max_queued_pairs: int | None = None) -> None:
         self._engine = engine
+        self._max_queued = max_queued_pairs
         self._name = name
         self._on_batch = on_batch
         self._jobs: deque[_Job] = deque()
@@ -82,7 +90,11 @@ class Scheduler:
         job = _Job(pairs, asyncio.get_running_loop())
         with self._wake:
             if self._closed:
-                raise SchedulerClosed("the scheduler is closed")
+                raise SchedulerClosed("the server is shutting down")
+            queued = self._queued_pairs()
+            # An empty queue takes any request, so one larger than the bound still gets served.
+            if self._max_queued is not None and queued and queued + len(pairs) > self._max_queued:
+                raise QueueFull(f"{queued} pairs are waiting; the queue holds {self._max_queued}")
             self._jobs.append(job)
             self._wake.notify()
         try:
@@ -94,7 +106,10 @@ class Scheduler:
     @property
     def queued_pairs(self) -> int:
         with self._wake:
-            return sum(len(job.pairs) - job.next for job in self._jobs)
+            return self._queued_pairs()
+
+    def _queued_pairs(self) -> int:
+        return sum(len(job.pairs) - job.next for job in self._jobs if not job.cancelled)
 
     def close(self) -> None:
         """Stop after the decode under way; waiting requests fail with SchedulerClosed."""
@@ -160,8 +175,8 @@ class Scheduler:
         except Exception as exc:  # an engine fault fails these requests, not the server
             log.exception("decode of %d pairs failed", len(picked))
             for job in {job for job, _ in picked}:
-                job.cancelled = True
                 job.deliver(exc)
+                job.cancelled = True
             return
         for (job, i), score in zip(picked, scores):
             job.scores[i] = score

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
@@ -17,6 +20,23 @@ from .gguf_info import NotAGGUFError, read_gguf_info
 from .registry import LoadState, ModelRegistry, ModelSlot
 
 log = logging.getLogger("server")
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown, so the process dies by the signal;
+    a completed graceful stop is a success here and exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
 
 STARTUP_ERRORS = (ConfigError, CatalogError, ModelSourceError, NotAGGUFError, ModelLoadError, ValueError)
 
@@ -39,13 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_args(argv)
         logging.basicConfig(level=config.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        registry = ModelRegistry(model_slots(config, load_catalog(config.catalog)))
+        registry = ModelRegistry(model_slots(config, load_catalog(config.catalog)),
+                                 max_queued_pairs=config.max_queue_pairs)
     except STARTUP_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
-    server = uvicorn.Server(uvicorn.Config(None, host=config.host, port=config.port,
-                                           log_level=config.log_level, access_log=False))
-    server.config.app = create_app(registry, api_keys=config.api_keys,
+    # On SIGTERM uvicorn stops accepting, lets in-flight requests finish for the grace period,
+    # then runs the lifespan's shutdown, which fails whatever still waits with a 503.
+    server = GracefulServer(uvicorn.Config(None, host=config.host, port=config.port, log_level=config.log_level,
+                                           access_log=False, timeout_graceful_shutdown=config.shutdown_grace))
+    server.config.app = create_app(registry, api_keys=config.api_keys, limits=config.limits(),
+                                   cors_origins=config.cors_origins,
                                    on_load_failure=lambda: setattr(server, "should_exit", True))
     server.run()
     if registry.state is LoadState.FAILED:

@@ -9,16 +9,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from .errors import EXCEPTION_HANDLERS
+from .limits import BodyLimit, Limits
 from .metrics import Metrics
 from .middleware import ApiKeys, RequestContext
 from .registry import ModelRegistry
 from .routes import ROUTES
 
 
-def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (),
-               on_load_failure: Callable[[], None] | None = None) -> Starlette:
+def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (), limits: Limits = Limits(),
+               cors_origins: Sequence[str] = (), on_load_failure: Callable[[], None] | None = None) -> Starlette:
     """`on_load_failure` lets the process that runs the server stop it when a model cannot load."""
     metrics = Metrics(queue_depths=registry.queue_depths)
 
@@ -40,11 +42,16 @@ def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (),
         routes=ROUTES,
         middleware=[
             Middleware(RequestContext, metrics=metrics, routes=[route.path for route in ROUTES]),
+            *([Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                          allow_headers=["Authorization", "Content-Type", "X-Request-ID"])]
+              if cors_origins else []),
             Middleware(ApiKeys, keys=api_keys),
+            Middleware(BodyLimit, max_bytes=limits.max_body_bytes),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.registry = registry
     app.state.metrics = metrics
+    app.state.limits = limits
     return app

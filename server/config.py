@@ -19,6 +19,9 @@ import msgspec
 
 from .catalog import DEFAULT_CATALOG
 from .engine import EngineSettings
+from .limits import Limits
+
+DEFAULTS = Limits()
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,21 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     flash_attn: bool = True
     use_mmap: bool = True
     api_keys: list[str] = []
+    cors_origins: list[str] = []
+    """Origins allowed to call from a browser; none (CORS off) unless configured."""
+    max_body_bytes: Positive = DEFAULTS.max_body_bytes
+    max_documents: Positive = DEFAULTS.max_documents
+    max_text_chars: Positive = DEFAULTS.max_text_chars
+    max_queue_pairs: Positive = DEFAULTS.max_queue_pairs
+    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = DEFAULTS.request_timeout
+    shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     catalog: str = str(DEFAULT_CATALOG)
     log_level: str = "info"
+
+    def limits(self) -> Limits:
+        return Limits(max_body_bytes=self.max_body_bytes, max_documents=self.max_documents,
+                      max_text_chars=self.max_text_chars, max_queue_pairs=self.max_queue_pairs,
+                      request_timeout=self.request_timeout)
 
     def engine_settings(self, catalog_context: int | None) -> EngineSettings:
         """A catalog entry's context length is the default; --ctx-size overrides it."""
@@ -94,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", dest="api_keys", action="append",
                    help="accept requests carrying `Authorization: Bearer KEY`; repeatable")
     p.add_argument("--api-key-file", help="file with one API key per line")
+    p.add_argument("--cors-origin", dest="cors_origins", action="append",
+                   help="allow browser calls from this origin; repeatable (default: CORS off)")
+    p.add_argument("--max-body-bytes", type=int, help=f"largest request body (default {DEFAULTS.max_body_bytes})")
+    p.add_argument("--max-documents", type=int, help=f"most documents per request (default {DEFAULTS.max_documents})")
+    p.add_argument("--max-text-chars", type=int,
+                   help=f"longest query or document in characters (default {DEFAULTS.max_text_chars})")
+    p.add_argument("--max-queue-pairs", type=int,
+                   help=f"pairs waiting per model before 503 + Retry-After (default {DEFAULTS.max_queue_pairs})")
+    p.add_argument("--request-timeout", type=float,
+                   help=f"seconds before a request is answered 504 (default {DEFAULTS.request_timeout:g})")
+    p.add_argument("--shutdown-grace", type=float,
+                   help="seconds to finish in-flight requests after SIGTERM (default 30)")
     p.add_argument("--catalog", help="path of the model catalog (default: models.yaml)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     # Accepted for llama-box compatibility; they describe what this server always does.
@@ -113,6 +141,10 @@ ENVIRONMENT = {
     "gpu_layers": ("RERANK_GPU_LAYERS", "int"), "batch_tokens": ("RERANK_BATCH_TOKENS", "int"),
     "flash_attn": ("RERANK_FLASH_ATTN", "str"), "use_mmap": ("RERANK_MMAP", "bool"),
     "api_keys": ("RERANK_API_KEY", "list"), "api_key_file": ("RERANK_API_KEY_FILE", "str"),
+    "cors_origins": ("RERANK_CORS_ORIGIN", "list"), "max_body_bytes": ("RERANK_MAX_BODY_BYTES", "int"),
+    "max_documents": ("RERANK_MAX_DOCUMENTS", "int"), "max_text_chars": ("RERANK_MAX_TEXT_CHARS", "int"),
+    "max_queue_pairs": ("RERANK_MAX_QUEUE_PAIRS", "int"), "request_timeout": ("RERANK_REQUEST_TIMEOUT", "float"),
+    "shutdown_grace": ("RERANK_SHUTDOWN_GRACE", "float"),
     "catalog": ("RERANK_CATALOG", "str"), "log_level": ("RERANK_LOG_LEVEL", "str"),
 }
 
@@ -143,6 +175,8 @@ def _from_environment(variable: str, raw: str, kind: str) -> object:
             return [item.strip() for item in raw.split(",") if item.strip()]
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if kind == "bool":
             return raw.strip().lower() not in ("0", "false", "no", "off")
         return raw

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,6 +103,12 @@ def pair_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p) -> PairLayout:
     query_end = tuple(t for t, on in ((eos, add_eos), (sep, add_sep)) if on and t >= 0)
     doc_end = (eos,) if add_eos and eos >= 0 else ()
     return PairLayout(bos=bos if add_bos and bos >= 0 else None, query_end=query_end, doc_end=doc_end)
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: honours taskset and container CPU sets
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _ensure_backend() -> None:
@@ -213,9 +220,9 @@ class RerankEngine:
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
-        if settings.threads:
-            params.n_threads = settings.threads
-            params.n_threads_batch = settings.threads
+        # llama.cpp's default of 4 threads oversubscribes a 2-core machine; use the cores we may run on.
+        threads = settings.threads or _usable_cores()
+        params.n_threads = params.n_threads_batch = threads
         ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not ctx:
             raise ModelLoadError(

@@ -10,7 +10,7 @@ import logging
 
 import msgspec
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from .schemas import ErrorBody, ErrorDetail
@@ -23,19 +23,23 @@ ERROR_TYPES = {
     404: "not_found_error",
     405: "method_not_allowed_error",
     413: "request_too_large_error",
+    499: "client_closed_request",
     500: "server_error",
     503: "unavailable_error",
+    504: "timeout_error",
 }
 
 
 class ApiError(Exception):
     """An error answered to the client as it is."""
 
-    def __init__(self, status: int, message: str, type: str | None = None) -> None:
+    def __init__(self, status: int, message: str, type: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type or ERROR_TYPES.get(status, "error")
+        self.headers = headers
 
 
 def error_response(status: int, message: str, type: str | None = None,
@@ -47,7 +51,7 @@ def error_response(status: int, message: str, type: str | None = None,
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message, exc.type)
+    return error_response(exc.status, exc.message, exc.type, exc.headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -57,9 +61,18 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, headers=exc.headers)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client left before its body arrived: nobody will read an answer, and it is no fault."""
+    log.info("client left during the request body of %s %s", request.method, request.url.path)
+    return error_response(499, "the client closed the connection")
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
-    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, f"internal error ({type(exc).__name__}); the server keeps running")
+    request_id = request.scope.get("state", {}).get("request_id", "-")
+    log.error("unexpected error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc)
+    return error_response(500, f"internal error ({type(exc).__name__}) in request {request_id}; "
+                               f"the server keeps serving")
 
 
-EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error, ClientDisconnect: client_gone,
+                      Exception: server_error}

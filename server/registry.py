@@ -44,10 +44,11 @@ class ModelSlot:
         self.loaded_at = 0
         self.load_seconds = 0.0
 
-    def load(self, on_batch: BatchObserver | None = None) -> None:
+    def load(self, on_batch: BatchObserver | None = None, max_queued_pairs: int | None = None) -> None:
         started = time.perf_counter()
         try:
-            self.model = ServedModel(self.name, RerankEngine(self.info, self.settings), on_batch)
+            engine = RerankEngine(self.info, self.settings)
+            self.model = ServedModel(self.name, engine, on_batch, max_queued_pairs)
         except Exception as exc:
             self.state, self.error = LoadState.FAILED, str(exc)
             log.error("cannot serve %s: %s", self.name, exc)
@@ -76,11 +77,12 @@ class ModelSlot:
 class ModelRegistry:
     """Owns the served models; requests ask for one by the name they sent."""
 
-    def __init__(self, slots: Sequence[ModelSlot]) -> None:
+    def __init__(self, slots: Sequence[ModelSlot], max_queued_pairs: int | None = None) -> None:
         names = [slot.name for slot in slots]
         if len(set(names)) != len(names):
             raise ValueError(f"two served models share a name: {names}; give each an --alias")
         self.slots = {slot.name: slot for slot in slots}
+        self.max_queued_pairs = max_queued_pairs
 
     @property
     def state(self) -> LoadState:
@@ -98,7 +100,7 @@ class ModelRegistry:
              on_batch: BatchObserver | None = None) -> None:
         """Load every model (blocking: run it in a thread); the first failure stops the loading."""
         for slot in self.slots.values():
-            slot.load(on_batch)
+            slot.load(on_batch, self.max_queued_pairs)
             if slot.state is LoadState.FAILED:
                 if on_failure:
                     on_failure()

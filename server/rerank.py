@@ -43,10 +43,11 @@ class RerankOutcome(msgspec.Struct, frozen=True):
 class ServedModel:
     """A loaded model as requests see it: its served name, engine and scheduler."""
 
-    def __init__(self, name: str, engine: RerankEngine, on_batch: BatchObserver | None = None) -> None:
+    def __init__(self, name: str, engine: RerankEngine, on_batch: BatchObserver | None = None,
+                 max_queued_pairs: int | None = None) -> None:
         self.name = name
         self.engine = engine
-        self.scheduler = Scheduler(engine, name, on_batch)
+        self.scheduler = Scheduler(engine, name, on_batch, max_queued_pairs)
 
     def close(self) -> None:
         self.scheduler.close()

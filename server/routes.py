@@ -5,6 +5,7 @@ Nothing here knows llama.cpp; the registry on `app.state` hands out the served m
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TypeVar
 
@@ -16,9 +17,11 @@ from starlette.routing import Route
 
 from .engine import InputTooLongError
 from .errors import ApiError
+from .limits import Limits
 from .openapi import openapi_document
 from .registry import ModelRegistry
 from .rerank import RerankJob, RerankOutcome, rerank
+from .scheduler import QueueFull, SchedulerClosed
 from .schemas import (
     CohereApiVersion,
     CohereBilledUnits,
@@ -61,6 +64,10 @@ def decode_body(body: bytes, schema: type[T]) -> T:
         raise ApiError(400, f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
 
 
 def registry(request: Request) -> ModelRegistry:
@@ -68,13 +75,40 @@ def registry(request: Request) -> ModelRegistry:
 
 
 async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -> tuple[str, RerankOutcome]:
+    """Score a job under the server's limits; a timeout or a client that hangs up drops the
+    request's pairs that are not scored yet."""
+    limits: Limits = request.app.state.limits
+    limits.check(job)
     model = registry(request).get(model_name)
+    work = asyncio.ensure_future(rerank(model, job))
+    hang_up = asyncio.ensure_future(_client_gone(request))
     try:
-        outcome = await rerank(model, job)
+        done, _ = await asyncio.wait({work, hang_up}, timeout=limits.request_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hang_up.cancel()
+    if work not in done:
+        work.cancel()
+        if hang_up in done:
+            raise ApiError(499, "the client closed the connection; its remaining work was dropped")
+        raise ApiError(504, f"the request took longer than {limits.request_timeout:g} s; "
+                            f"its remaining work was dropped")
+    try:
+        outcome = work.result()
     except InputTooLongError as exc:
         raise ApiError(400, str(exc)) from None
+    except QueueFull as exc:
+        raise ApiError(503, f"the server is busy ({exc}); retry shortly", headers={"Retry-After": "1"}) from None
+    except SchedulerClosed as exc:
+        raise ApiError(503, str(exc)) from None
     request.app.state.metrics.observe_rerank(model.name, len(job.documents), outcome.prompt_tokens)
     return model.name, outcome
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read, so only that can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class _DialectProbe(msgspec.Struct):

@@ -66,9 +66,7 @@ def test_invalid_flag_values_name_the_flag(argv, flag):
 
 
 def run_to_exit(*args: str) -> tuple[int, str]:
-    srv = RunningServer(*args)
-    code = srv.proc.wait(timeout=60)
-    return code, srv.proc.stdout.read()
+    return RunningServer(*args).wait_exit()
 
 
 def test_a_gguf_without_rank_head_fails_at_start_up():

@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
@@ -21,6 +20,7 @@ import msgspec
 import numpy as np
 
 from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo
+from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, TemplateLayout, Tokenize
 
 log = logging.getLogger(__name__)
 
@@ -47,39 +47,24 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_tokens: int = 512
     """Token budget of one decode; pairs are packed up to it, a longer pair goes alone."""
     use_mmap: bool = True
+    instruction: str | None = None
+    """Default task instruction for a model whose rerank template has one (a catalog entry's)."""
 
 
 class ModelLoadError(RuntimeError):
     """The file cannot be served; the message says why and what to do."""
 
 
-class InputTooLongError(ValueError):
+class InputError(ValueError):
+    """The request asks for something this model cannot do; the message says what."""
+
+
+class InputTooLongError(InputError):
     """A pair does not fit the model's context and may not be truncated."""
 
 
-@dataclass(frozen=True)
-class PairLayout:
-    """Where special tokens go around a query and a document, as the vocabulary says.
-
-    llama.cpp's own rule (llama-server's format_rerank): BOS if the vocab adds BOS, query,
-    EOS if it adds EOS, SEP if it adds SEP, document, EOS if it adds EOS.
-    """
-
-    bos: int | None
-    query_end: tuple[int, ...]
-    doc_end: tuple[int, ...]
-
-    @property
-    def overhead(self) -> int:
-        return (self.bos is not None) + len(self.query_end) + len(self.doc_end)
-
-    def build(self, query: Sequence[int], document: Sequence[int]) -> list[int]:
-        head = [self.bos] if self.bos is not None else []
-        return [*head, *query, *self.query_end, *document, *self.doc_end]
-
-
-def pair_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p) -> PairLayout:
-    """The layout for this GGUF, repaired for XLM-R files converted before the add-token keys existed.
+def special_token_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p, tokenize: Tokenize) -> SpecialTokenLayout:
+    """The vocabulary's add-token rules, repaired for XLM-R files converted before those keys existed.
 
     Without `tokenizer.ggml.add_*_token`, llama.cpp falls back to its defaults for a
     SentencePiece-unigram ("t5") vocabulary: no BOS, no SEP, which is not the
@@ -102,7 +87,8 @@ def pair_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p) -> PairLayout:
             sep = eos
     query_end = tuple(t for t, on in ((eos, add_eos), (sep, add_sep)) if on and t >= 0)
     doc_end = (eos,) if add_eos and eos >= 0 else ()
-    return PairLayout(bos=bos if add_bos and bos >= 0 else None, query_end=query_end, doc_end=doc_end)
+    return SpecialTokenLayout(bos=bos if add_bos and bos >= 0 else None, query_end=query_end,
+                              doc_end=doc_end, tokenize=tokenize)
 
 
 def _usable_cores() -> int:
@@ -154,11 +140,30 @@ class _Batch:
 
 def check_servable(info: GGUFInfo) -> None:
     """Refuse, before loading, a GGUF that llama.cpp would score silently wrong."""
+    name = Path(info.path).name
+    if info.architecture in PROBABILITY_ARCHITECTURES and "cls.output.weight" not in info.tensors:
+        raise ModelLoadError(
+            f"{name} is a {info.architecture} model without the tensor cls.output.weight (the yes/no "
+            f"classifier head of Qwen3-Reranker): community conversions lack it and score near zero. "
+            f"Convert the Hugging Face checkpoint with llama.cpp's convert_hf_to_gguf.py, or use "
+            f"ggml-org's Qwen3-Reranker GGUFs (see models.yaml)."
+        )
+    if info.architecture in PROBABILITY_ARCHITECTURES and not info.rerank_template:
+        raise ModelLoadError(
+            f"{name} has a classifier head but no tokenizer.chat_template.rerank, so the prompt the "
+            f"model was trained on is unknown. Convert it with llama.cpp's convert_hf_to_gguf.py."
+        )
     if not info.has_rank_head:
         raise ModelLoadError(
-            f"{Path(info.path).name} is not a reranker: it has no classification head "
+            f"{name} is not a reranker: it has no classification head "
             f"(none of the tensors {', '.join(RANK_HEAD_TENSORS)}), so llama.cpp's rank pooling "
             f"would return meaningless scores. Serve a reranker GGUF instead."
+        )
+    if info.architecture == "bert" and info.tokenizer_model == "bert" and "cls.weight" not in info.tensors:
+        raise ModelLoadError(
+            f"{name} is a BERT cross-encoder (WordPiece vocabulary, classifier without its pooler): "
+            f"llama.cpp's converter drops BERT's pooler and llama.cpp cannot pass token type ids, "
+            f"so its scores would be wrong. Use an XLM-R reranker such as bge-reranker-v2-m3."
         )
 
 
@@ -181,7 +186,10 @@ class RerankEngine:
             raise
         self.n_seq_max = llama_cpp.llama_n_seq_max(self._ctx)
         self.n_ubatch = llama_cpp.llama_n_ubatch(self._ctx)
-        self.layout = pair_layout(info, self._vocab)
+        self.layout: Layout = (
+            TemplateLayout(info.rerank_template, self._tokenize, settings.instruction) if info.rerank_template
+            else special_token_layout(info, self._vocab, self._tokenize)
+        )
         self._batch = _Batch(self.n_ubatch)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
 
@@ -243,14 +251,17 @@ class RerankEngine:
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of a text without special tokens; text that looks like a special token stays text."""
+        return self._tokenize(text, False)
+
+    def _tokenize(self, text: str, parse_special: bool) -> list[int]:
         data = text.encode("utf-8", errors="replace")
         capacity = len(data) + 8
         buffer = (llama_cpp.llama_token * capacity)()
-        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, False)
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, parse_special)
         if n < 0:
             capacity = -n
             buffer = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, False)
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, capacity, False, parse_special)
         return buffer[:n]
 
     @property
@@ -259,43 +270,54 @@ class RerankEngine:
         return self.info.architecture in PROBABILITY_ARCHITECTURES
 
     def prepare_pairs(self, query: str, documents: Sequence[str], truncate: bool,
-                      max_doc_tokens: int | None = None) -> list[np.ndarray]:
+                      max_doc_tokens: int | None = None, instruction: str | None = None) -> list[np.ndarray]:
         """Token pairs that fit the context; the truncation policy lives here alone.
 
         With `truncate`, a document is cut from its end so the pair fits, which is what
-        Hugging Face tokenizers do with `truncation="only_second"` at the same maximum length.
+        Hugging Face tokenizers do with `truncation="only_second"` at the same maximum length
+        (and what Qwen3-Reranker's reference code does to the text around the document).
         `max_doc_tokens` (Cohere's `max_tokens_per_doc`) cuts every document to that many tokens.
         """
-        query_tokens = self.tokenize(query)
-        room = self.max_pair_tokens - self.layout.overhead - len(query_tokens)
-        if room < 1:
-            raise InputTooLongError(
-                f"the query is {len(query_tokens)} tokens long and leaves no room for a document "
-                f"in the model's context of {self.max_pair_tokens} tokens"
-            )
+        pairs_of, room = self._query_pairs(query, instruction)
         pairs = []
         for index, document in enumerate(documents):
-            doc_tokens = self.tokenize(document)[:max_doc_tokens]
-            if len(doc_tokens) > room:
+            segment = pairs_of.segment(document)
+            if max_doc_tokens is not None:
+                segment = segment[: pairs_of.floor + max_doc_tokens]
+            if len(segment) > room:
                 if not truncate:
-                    total = len(query_tokens) + len(doc_tokens) + self.layout.overhead
+                    total = len(pairs_of.head) + len(segment) + len(pairs_of.tail)
                     raise InputTooLongError(
                         f"document {index} with the query is {total} tokens, more than the model's "
                         f"context of {self.max_pair_tokens} tokens; send \"truncate\": true to cut it"
                     )
-                doc_tokens = doc_tokens[:room]
-            pairs.append(np.asarray(self.layout.build(query_tokens, doc_tokens), dtype=np.int32))
+                segment = segment[:room]
+            pairs.append(np.asarray([*pairs_of.head, *segment, *pairs_of.tail], dtype=np.int32))
         return pairs
 
-    def anchor_pairs(self, query: str) -> list[np.ndarray]:
+    def _query_pairs(self, query: str, instruction: str | None):
+        """The request's fixed parts, and how many segment tokens a pair may hold."""
+        try:
+            pairs_of = self.layout.for_query(query, instruction)
+        except InstructionNotSupported as exc:
+            raise InputError(str(exc)) from None
+        room = self.max_pair_tokens - len(pairs_of.head) - len(pairs_of.tail)
+        if room - pairs_of.floor < 1:
+            used = self.max_pair_tokens - room + pairs_of.floor
+            raise InputTooLongError(
+                f"the query takes {used} tokens with the model's special tokens and leaves no room for "
+                f"a document in the model's context of {self.max_pair_tokens} tokens"
+            )
+        return pairs_of, room
+
+    def anchor_pairs(self, query: str, instruction: str | None = None) -> list[np.ndarray]:
         """llama-box's normalisation anchors: the query against itself (cut to fit) and the
         query against a single unknown token (token 0 where the vocabulary has none, as in BPE)."""
-        query_tokens = self.tokenize(query)
-        room = self.max_pair_tokens - self.layout.overhead - len(query_tokens)
+        pairs_of, room = self._query_pairs(query, instruction)
         unknown = self.info.unknown_token if self.info.unknown_token is not None else 0
         return [
-            np.asarray(self.layout.build(query_tokens, query_tokens[: max(room, 0)]), dtype=np.int32),
-            np.asarray(self.layout.build(query_tokens, [unknown]), dtype=np.int32),
+            np.asarray([*pairs_of.head, *segment[:room], *pairs_of.tail], dtype=np.int32)
+            for segment in (pairs_of.segment(query), [*pairs_of.segment(""), unknown])
         ]
 
     # -- scoring ---------------------------------------------------------------------------

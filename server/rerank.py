@@ -28,6 +28,7 @@ class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
     """Scores in [0, 1]: the sigmoid of a classifier's logit (Cohere, TEI); Qwen3's P(yes) as it is."""
     truncate: bool = True
     max_doc_tokens: int | None = None
+    instruction: str | None = None
 
 
 class RankedDocument(msgspec.Struct, frozen=True):
@@ -58,8 +59,8 @@ async def rerank(model: ServedModel, job: RerankJob) -> RerankOutcome:
     engine = model.engine
     # Tokenising 100 documents takes milliseconds of CPU: keep it off the event loop.
     pairs = await asyncio.to_thread(engine.prepare_pairs, job.query, job.documents, job.truncate,
-                                    job.max_doc_tokens)
-    anchors = await asyncio.to_thread(engine.anchor_pairs, job.query) if job.normalize else []
+                                    job.max_doc_tokens, job.instruction)
+    anchors = await asyncio.to_thread(engine.anchor_pairs, job.query, job.instruction) if job.normalize else []
     scores = await model.scheduler.score([*pairs, *anchors])
     prompt_tokens = sum(len(p) for p in pairs) + sum(len(p) for p in anchors)
     document_scores = scores[: len(pairs)]

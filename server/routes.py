@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .engine import InputTooLongError
+from .engine import InputError
 from .errors import ApiError
 from .limits import Limits
 from .openapi import openapi_document
@@ -95,7 +95,7 @@ async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -
                             f"its remaining work was dropped")
     try:
         outcome = work.result()
-    except InputTooLongError as exc:
+    except InputError as exc:
         raise ApiError(400, str(exc)) from None
     except QueueFull as exc:
         raise ApiError(503, f"the server is busy ({exc}); retry shortly", headers={"Retry-After": "1"}) from None
@@ -124,8 +124,8 @@ async def rerank_endpoint(request: Request) -> Response:
         return await tei_rerank(request, decode_body(body, TEIRerankRequest))
     req = decode_body(body, RerankRequest)
     texts = req.document_texts()
-    job = RerankJob(query=req.query, documents=texts, top_n=req.top_n,
-                    normalize=req.normalize, truncate=req.truncate)
+    job = RerankJob(query=req.query, documents=texts, top_n=req.top_n, normalize=req.normalize,
+                    truncate=req.truncate, instruction=req.instruction)
     served_name, outcome = await run_rerank(request, job, req.model)
     results = [
         RerankResult(

@@ -30,6 +30,8 @@ class RerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     return_documents: bool = True
     normalize: bool = False
     truncate: bool = True
+    instruction: NonEmptyStr | None = None
+    """Task instruction for models whose template has one (Qwen3-Reranker); replaces the default."""
 
     def document_texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]

@@ -181,3 +181,9 @@ def test_health_is_503_while_the_model_loads():
     assert r.json()["error"] == {"code": 503, "message": "the model is still loading", "type": "unavailable_error"}
     r = client.post("/v1/rerank", json={"query": "q", "documents": ["a"]})
     assert r.status_code == 503
+
+
+def test_an_instruction_is_refused_by_a_model_without_one(client):
+    r = client.post("/v1/rerank", json={"query": "q", "documents": ["a"], "instruction": "Find animals"})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "this model takes no instruction (its pair layout has no place for one)"

@@ -121,3 +121,31 @@ def test_scheduler_batches_requests_and_keeps_each_requests_order(engine, refere
     for i, scores in enumerate(results):
         expected = c["scores"][i:] + c["scores"][:i]
         np.testing.assert_allclose(scores, expected, atol=TOLERANCE, rtol=0)
+
+
+def info_like(**changes):
+    import msgspec
+
+    return msgspec.structs.replace(read_gguf_info(XLMR), **changes)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"architecture": "qwen3", "tensors": frozenset({"token_embd.weight", "output_norm.weight"}),
+      "rerank_template": None}, "without the tensor cls.output.weight .* convert_hf_to_gguf.py"),
+    ({"architecture": "qwen3", "tensors": frozenset({"cls.output.weight"}), "rerank_template": None},
+     "no tokenizer.chat_template.rerank"),
+    ({"tokenizer_model": "bert", "tensors": frozenset({"cls.output.weight", "token_embd.weight"})},
+     "is a BERT cross-encoder .* token type ids"),
+])
+def test_files_llama_cpp_would_score_wrongly_are_refused(changes, message):
+    from server.engine import check_servable
+
+    with pytest.raises(ModelLoadError, match=message):
+        check_servable(info_like(**changes))
+
+
+def test_an_instruction_for_a_model_without_one_is_an_input_error(engine):
+    from server.engine import InputError
+
+    with pytest.raises(InputError, match="takes no instruction"):
+        engine.prepare_pairs("q", ["d"], truncate=True, instruction="Find animals")

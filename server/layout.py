@@ -1,0 +1,144 @@
+"""How a query and a document become one token sequence, as the model was trained.
+
+Two layouts exist in llama.cpp's world (llama-server's format_prompt_rerank):
+- special tokens around the texts (BERT, XLM-R, jina-bert-v2): `<s> q </s></s> d </s>` for XLM-R;
+- a `rerank` prompt template with `{query}` and `{document}` (Qwen3-Reranker's GGUF carries one).
+
+Either way a pair is `head + segment + tail`, where the head and the tail are fixed for a request
+and the segment ends with the document, so truncation cuts the document's end and nothing else.
+User text is never parsed for special tokens: a document containing `<|im_end|>` stays text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+Tokenize = Callable[[str, bool], list[int]]
+"""(text, parse_special) -> tokens, without BOS/EOS."""
+
+
+class InstructionNotSupported(ValueError):
+    """The model's layout has no place for a task instruction."""
+
+
+class QueryPairs(Protocol):
+    """The pairs of one request's query: the parts that do not depend on the document, computed once."""
+
+    head: list[int]
+    tail: list[int]
+    floor: int
+    """Tokens at the start of every segment that are not the document (template text, the query)."""
+
+    def segment(self, document: str) -> list[int]: ...
+
+
+class Layout(Protocol):
+    supports_instruction: bool
+
+    def for_query(self, query: str, instruction: str | None) -> QueryPairs: ...
+
+
+@dataclass
+class _SpecialTokenPairs:
+    head: list[int]
+    tail: list[int]
+    tokenize: Tokenize
+    floor: int = 0
+
+    def segment(self, document: str) -> list[int]:
+        return self.tokenize(document, False)
+
+
+@dataclass(frozen=True)
+class SpecialTokenLayout:
+    """BOS if the vocab adds BOS, query, EOS if it adds EOS, SEP if it adds SEP, document, EOS."""
+
+    bos: int | None
+    query_end: tuple[int, ...]
+    doc_end: tuple[int, ...]
+    tokenize: Tokenize
+    supports_instruction = False
+
+    def for_query(self, query: str, instruction: str | None) -> QueryPairs:
+        if instruction is not None:
+            raise InstructionNotSupported("this model takes no instruction (its pair layout has no place for one)")
+        head = [self.bos] if self.bos is not None else []
+        return _SpecialTokenPairs([*head, *self.tokenize(query, False), *self.query_end], list(self.doc_end),
+                                  self.tokenize)
+
+
+# Special-token literals of chat templates (`<|im_start|>`, `<think>`); each is checked to be one token.
+_SPECIAL_LITERAL = re.compile(r"<\|[^|<>\s]+\|>|</?think>")
+# Qwen3-Reranker's instruction line in its rerank template.
+_INSTRUCTION_LINE = re.compile(r"(<Instruct>: )([^\n]*)")
+
+
+@dataclass
+class _TemplatePairs:
+    head: list[int]
+    tail: list[int]
+    document_prefix: str
+    tokenize: Tokenize
+    floor: int
+
+    def segment(self, document: str) -> list[int]:
+        # The document is tokenized with the text before it, as in the whole prompt, so the
+        # tokens at the boundary (": " + "The") are the ones the model saw in training.
+        return self.tokenize(self.document_prefix + document, False)
+
+
+class TemplateLayout:
+    """A `rerank` prompt template: its special-token literals become their tokens, every other
+    piece is tokenized as text with the query, the document and the instruction in place."""
+
+    def __init__(self, template: str, tokenize: Tokenize, default_instruction: str | None = None) -> None:
+        if "{document}" not in template:
+            raise ValueError("the rerank template has no {document} placeholder")
+        self.tokenize = tokenize
+        found = _INSTRUCTION_LINE.search(template)
+        self.supports_instruction = found is not None
+        self.default_instruction = default_instruction or (found.group(2) if found else None)
+        self._pieces = self._split(template)
+
+    def _split(self, template: str) -> list[str | int]:
+        pieces: list[str | int] = []
+        position = 0
+        for match in _SPECIAL_LITERAL.finditer(template):
+            tokens = self.tokenize(match.group(), True)
+            if len(tokens) != 1:
+                continue  # not a special token of this vocabulary: plain text
+            pieces += [template[position:match.start()], tokens[0]]
+            position = match.end()
+        pieces.append(template[position:])
+        return [p for p in pieces if p != ""]
+
+    def for_query(self, query: str, instruction: str | None) -> QueryPairs:
+        if instruction is not None and not self.supports_instruction:
+            raise InstructionNotSupported("this model's rerank template has no instruction line")
+        instruction = instruction if instruction is not None else self.default_instruction
+        head: list[int] = []
+        tail: list[int] = []
+        prefix: str | None = None
+
+        def fill(text: str) -> str:
+            if instruction is not None:
+                text = _INSTRUCTION_LINE.sub(lambda m: m.group(1) + instruction, text)
+            return text.replace("{query}", query)
+
+        for piece in self._pieces:
+            out = head if prefix is None else tail
+            if isinstance(piece, int):
+                out.append(piece)
+            elif prefix is None and "{document}" in piece:
+                # Split on the template's placeholder before the query goes in, so a query that
+                # contains "{document}" stays text.
+                before, after = piece.split("{document}", 1)
+                prefix = fill(before)
+                tail += self.tokenize(fill(after), False) if after else []
+            else:
+                out += self.tokenize(fill(piece), False)
+        assert prefix is not None
+        return _TemplatePairs(head, tail, prefix, self.tokenize, floor=len(self.tokenize(prefix, False)))

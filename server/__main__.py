@@ -48,9 +48,11 @@ def model_slots(config: ServerConfig, catalog: Catalog) -> list[ModelSlot]:
         source = resolve_model(spec, catalog)
         info = read_gguf_info(source.path)
         check_servable(info)
-        context = source.entry.context_length if source.entry else None
+        entry = source.entry
+        settings = config.engine_settings(entry.context_length if entry else None,
+                                          entry.instruction if entry else None)
         alias = config.aliases[i] if i < len(config.aliases) else None
-        slots.append(ModelSlot(source, info, config.engine_settings(context), alias=alias))
+        slots.append(ModelSlot(source, info, settings, alias=alias))
     return slots
 
 

@@ -59,9 +59,11 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
                       max_text_chars=self.max_text_chars, max_queue_pairs=self.max_queue_pairs,
                       request_timeout=self.request_timeout)
 
-    def engine_settings(self, catalog_context: int | None) -> EngineSettings:
-        """A catalog entry's context length is the default; --ctx-size overrides it."""
+    def engine_settings(self, catalog_context: int | None, instruction: str | None = None) -> EngineSettings:
+        """A catalog entry's context length is the default (--ctx-size overrides it), and its
+        instruction the default one for its requests."""
         return EngineSettings(
+            instruction=instruction,
             ctx_size=self.ctx_size or catalog_context,
             threads=self.threads,
             gpu_layers=self.gpu_layers,

@@ -30,6 +30,8 @@ logging.getLogger("llama-cpp-python").setLevel(logging.WARNING)
 
 # Architectures whose rank head ends in a softmax (llama-graph.cpp, LLAMA_POOLING_TYPE_RANK).
 PROBABILITY_ARCHITECTURES = frozenset({"qwen3", "qwen3vl"})
+# Causal rerankers keep a KV cache, so the pairs of a request can share their common prefix.
+CAUSAL_ARCHITECTURES = PROBABILITY_ARCHITECTURES
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -128,13 +130,14 @@ class _Batch:
         )
         self.struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
 
-    def fill(self, pairs: Sequence[np.ndarray]) -> None:
-        lengths = np.fromiter((len(p) for p in pairs), dtype=np.int64, count=len(pairs))
+    def fill(self, sequences: Sequence[np.ndarray], first_pos: int = 0, first_seq: int = 0) -> None:
+        """Sequence i gets id `first_seq + i` and positions from `first_pos` (after a shared prefix)."""
+        lengths = np.fromiter((len(p) for p in sequences), dtype=np.int64, count=len(sequences))
         n = int(lengths.sum())
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        self.token[:n] = np.concatenate(pairs)
-        self.pos[:n] = np.arange(n) - starts
-        self.seq_id[:n] = np.repeat(np.arange(len(pairs), dtype=np.int32), lengths)
+        self.token[:n] = np.concatenate(sequences)
+        self.pos[:n] = np.arange(n) - starts + first_pos
+        self.seq_id[:n] = np.repeat(np.arange(first_seq, first_seq + len(sequences), dtype=np.int32), lengths)
         self.struct.n_tokens = n
 
 
@@ -180,6 +183,7 @@ class RerankEngine:
             self._vocab = llama_cpp.llama_model_get_vocab(self._model)
             self.max_pair_tokens = self._context_size(settings)
             self.batch_tokens = settings.batch_tokens
+            self.causal = info.architecture in CAUSAL_ARCHITECTURES
             self._ctx = self._new_context(settings)
         except BaseException:
             llama_cpp.llama_model_free(self._model)
@@ -192,6 +196,7 @@ class RerankEngine:
         )
         self._batch = _Batch(self.n_ubatch)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._cached_prefix: np.ndarray | None = None
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -219,7 +224,9 @@ class RerankEngine:
         # A non-causal model must see a whole pair in one ubatch (llama.cpp aborts otherwise), and
         # one decode packs up to `batch_tokens`: the ubatch (and a causal model's KV cache) holds both.
         size = max(self.max_pair_tokens, self.batch_tokens)
-        params.n_ctx = params.n_batch = params.n_ubatch = size
+        params.n_batch = params.n_ubatch = size
+        # A causal model's KV cache also holds a shared prefix beside the pairs of one decode.
+        params.n_ctx = size + self.max_pair_tokens if self.causal else size
         params.n_seq_max = min(llama_cpp.llama_max_parallel_sequences(), self.batch_tokens)
         params.kv_unified = True
         params.embeddings = True
@@ -322,26 +329,69 @@ class RerankEngine:
 
     # -- scoring ---------------------------------------------------------------------------
 
-    def decode(self, pairs: Sequence[np.ndarray]) -> np.ndarray:
+    def decode(self, pairs: Sequence[np.ndarray], shared_prefix: int = 0) -> np.ndarray:
         """One score per pair from a single llama_decode. Call from one thread at a time.
 
-        The sizes are checked here, before llama.cpp sees them: a non-causal model aborts the
-        whole process (GGML_ASSERT) when a decode holds more tokens than the ubatch.
+        With `shared_prefix` (a causal model, pairs of one request), the first `shared_prefix`
+        tokens, equal in every pair, are evaluated once and kept in the KV cache; each pair then
+        evaluates only its own tail. The sizes are checked here, before llama.cpp sees them: a
+        non-causal model aborts the whole process (GGML_ASSERT) when a decode holds more tokens
+        than the ubatch.
         """
-        total = sum(len(p) for p in pairs)
-        if not pairs or total > self.n_ubatch or len(pairs) > self.n_seq_max:
+        shared_prefix = shared_prefix if self.causal else 0
+        total = sum(len(p) for p in pairs) - shared_prefix * len(pairs)
+        if (not pairs or total > self.n_ubatch or len(pairs) + (shared_prefix > 0) > self.n_seq_max
+                or any(len(p) <= shared_prefix for p in pairs)):
             raise ValueError(
                 f"a decode of {len(pairs)} pairs and {total} tokens exceeds the context's limits "
                 f"({self.n_seq_max} sequences, {self.n_ubatch} tokens)"
             )
-        self._batch.fill(pairs)
+        if shared_prefix:
+            return self._decode_after_prefix(pairs, shared_prefix)
         if self._memory:
             # A causal model keeps a KV cache: no pair may see another batch's tokens.
             llama_cpp.llama_memory_clear(self._memory, True)
+            self._cached_prefix = None
+        self._batch.fill(pairs)
+        return self._run(first_seq=0, count=len(pairs))
+
+    def _decode_after_prefix(self, pairs: Sequence[np.ndarray], shared_prefix: int) -> np.ndarray:
+        prefix = pairs[0][:shared_prefix]
+        if self._cached_prefix is None or not np.array_equal(self._cached_prefix, prefix):
+            llama_cpp.llama_memory_clear(self._memory, True)
+            self._cached_prefix = None
+            self._batch.fill([prefix])  # sequence 0 holds the prefix
+            self._run(first_seq=0, count=0)
+            self._cached_prefix = prefix.copy()
+        for seq in range(1, len(pairs) + 1):
+            llama_cpp.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
+        self._batch.fill([p[shared_prefix:] for p in pairs], first_pos=shared_prefix, first_seq=1)
+        try:
+            return self._run(first_seq=1, count=len(pairs))
+        finally:
+            for seq in range(1, len(pairs) + 1):
+                llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
+
+    def _run(self, first_seq: int, count: int) -> np.ndarray:
         status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")
-        out = np.empty(len(pairs), dtype=np.float32)
-        for seq in range(len(pairs)):
-            out[seq] = llama_cpp.llama_get_embeddings_seq(self._ctx, seq)[0]
+        out = np.empty(count, dtype=np.float32)
+        for i in range(count):
+            out[i] = llama_cpp.llama_get_embeddings_seq(self._ctx, first_seq + i)[0]
         return out
+
+
+def shared_prefix_length(pairs: Sequence[np.ndarray]) -> int:
+    """Tokens at the start of every pair that are the same in all, leaving each pair at least one
+    token of its own (its last token carries the score)."""
+    if len(pairs) < 2:
+        return 0
+    shortest = min(len(p) for p in pairs)
+    first = pairs[0][:shortest]
+    same = np.ones(shortest, dtype=bool)
+    for p in pairs[1:]:
+        same &= p[:shortest] == first
+    differs = np.flatnonzero(~same)
+    common = int(differs[0]) if len(differs) else shortest
+    return min(common, shortest - 1)

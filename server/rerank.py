@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
-from .engine import RerankEngine
+from .engine import RerankEngine, shared_prefix_length
 from .scheduler import BatchObserver, Scheduler
 
 
@@ -61,7 +61,8 @@ async def rerank(model: ServedModel, job: RerankJob) -> RerankOutcome:
     pairs = await asyncio.to_thread(engine.prepare_pairs, job.query, job.documents, job.truncate,
                                     job.max_doc_tokens, job.instruction)
     anchors = await asyncio.to_thread(engine.anchor_pairs, job.query, job.instruction) if job.normalize else []
-    scores = await model.scheduler.score([*pairs, *anchors])
+    everything = [*pairs, *anchors]
+    scores = await model.scheduler.score(everything, shared_prefix_length(everything) if engine.causal else 0)
     prompt_tokens = sum(len(p) for p in pairs) + sum(len(p) for p in anchors)
     document_scores = scores[: len(pairs)]
     if job.normalize:

@@ -28,17 +28,19 @@ class Decoder(Protocol):
 
     batch_tokens: int
     n_seq_max: int
+    causal: bool
 
-    def decode(self, pairs: Sequence[np.ndarray]) -> np.ndarray: ...
+    def decode(self, pairs: Sequence[np.ndarray], shared_prefix: int = 0) -> np.ndarray: ...
 
 
 class _Job:
     """One request's pairs, the scores found so far, and where to deliver them."""
 
-    __slots__ = ("pairs", "scores", "next", "remaining", "future", "loop", "cancelled")
+    __slots__ = ("pairs", "shared_prefix", "scores", "next", "remaining", "future", "loop", "cancelled")
 
-    def __init__(self, pairs: Sequence[np.ndarray], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pairs: Sequence[np.ndarray], shared_prefix: int, loop: asyncio.AbstractEventLoop) -> None:
         self.pairs = pairs
+        self.shared_prefix = shared_prefix
         self.scores = np.empty(len(pairs), dtype=np.float32)
         self.next = 0
         self.remaining = len(pairs)
@@ -83,11 +85,14 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{name}", daemon=True)
         self._thread.start()
 
-    async def score(self, pairs: Sequence[np.ndarray]) -> np.ndarray:
-        """The scores of `pairs`, in order. Cancelling the caller drops its unscored pairs."""
+    async def score(self, pairs: Sequence[np.ndarray], shared_prefix: int = 0) -> np.ndarray:
+        """The scores of `pairs`, in order. Cancelling the caller drops its unscored pairs.
+
+        `shared_prefix` tokens begin every pair alike; a causal engine evaluates them once.
+        """
         if not pairs:
             return np.empty(0, dtype=np.float32)
-        job = _Job(pairs, asyncio.get_running_loop())
+        job = _Job(pairs, shared_prefix if self._engine.causal else 0, asyncio.get_running_loop())
         with self._wake:
             if self._closed:
                 raise SchedulerClosed("the server is shutting down")
@@ -136,9 +141,15 @@ class Scheduler:
             job.deliver(SchedulerClosed("the server is shutting down"))
 
     def _take_batch(self) -> list[tuple[_Job, int]]:
-        """Round-robin over the waiting jobs, one pair each per round, within the token budget."""
         for job in [j for j in self._jobs if j.cancelled]:
             self._jobs.remove(job)
+        if not self._jobs:
+            return []
+        picked = self._take_from_one_job() if self._engine.causal else self._take_round_robin()
+        return self._rotate(picked)
+
+    def _take_round_robin(self) -> list[tuple[_Job, int]]:
+        """One pair from each waiting job in turn, within the token budget."""
         picked: list[tuple[_Job, int]] = []
         used = 0
         budget, max_seqs = self._engine.batch_tokens, self._engine.n_seq_max
@@ -149,13 +160,29 @@ class Scheduler:
                     continue
                 n = len(job.pairs[job.next])
                 if picked and (used + n > budget or len(picked) >= max_seqs):
-                    return self._rotate(picked)
+                    return picked
                 picked.append((job, job.next))
                 job.next += 1
                 used += n
                 progressed = True
             if not progressed:
-                return self._rotate(picked)
+                return picked
+
+    def _take_from_one_job(self) -> list[tuple[_Job, int]]:
+        """For a causal engine: pairs of the first job only, so they share its prefix in the KV
+        cache; jobs still take turns, one decode each."""
+        job = self._jobs[0]
+        picked: list[tuple[_Job, int]] = []
+        used = 0
+        budget, max_seqs = self._engine.batch_tokens, self._engine.n_seq_max - 1  # one holds the prefix
+        while job.next < len(job.pairs):
+            n = len(job.pairs[job.next]) - job.shared_prefix
+            if picked and (used + n > budget or len(picked) >= max_seqs):
+                break
+            picked.append((job, job.next))
+            job.next += 1
+            used += n
+        return picked
 
     def _rotate(self, picked: list[tuple[_Job, int]]) -> list[tuple[_Job, int]]:
         """The next batch starts with the next job, so no request always goes first."""
@@ -170,8 +197,9 @@ class Scheduler:
         pairs = [job.pairs[i] for job, i in picked]
         if self._on_batch:
             self._on_batch(self._name, len(pairs), sum(len(p) for p in pairs))
+        shared_prefix = picked[0][0].shared_prefix if self._engine.causal else 0
         try:
-            scores = self._engine.decode(pairs)
+            scores = self._engine.decode(pairs, shared_prefix)
         except Exception as exc:  # an engine fault fails these requests, not the server
             log.exception("decode of %d pairs failed", len(picked))
             for job in {job for job, _ in picked}:

@@ -14,9 +14,11 @@ from server.scheduler import QueueFull, Scheduler, SchedulerClosed
 
 
 class SlowDecoder:
-    """Scores a pair by its first token; each decode takes `delay` seconds and is recorded."""
+    """Scores a pair by its last token; each decode takes `delay` seconds and is recorded."""
 
-    def __init__(self, batch_tokens: int = 8, n_seq_max: int = 4, delay: float = 0.01) -> None:
+    def __init__(self, batch_tokens: int = 8, n_seq_max: int = 4, delay: float = 0.01, causal: bool = False) -> None:
+        self.causal = causal
+        self.shared_prefixes: list[int] = []
         self.batch_tokens = batch_tokens
         self.n_seq_max = n_seq_max
         self.delay = delay
@@ -24,9 +26,10 @@ class SlowDecoder:
         self.fail_on: int | None = None
         self.lock = threading.Lock()
 
-    def decode(self, pairs: Sequence[np.ndarray]) -> np.ndarray:
+    def decode(self, pairs: Sequence[np.ndarray], shared_prefix: int = 0) -> np.ndarray:
         time.sleep(self.delay)
-        firsts = [int(p[0]) for p in pairs]
+        self.shared_prefixes.append(shared_prefix)
+        firsts = [int(p[-1]) for p in pairs]
         with self.lock:
             self.decodes.append(firsts)
         if self.fail_on is not None and self.fail_on in firsts:
@@ -150,3 +153,29 @@ def test_closing_fails_waiting_requests():
             await scheduler.score(pairs(0, 1))
 
     asyncio.run(run())
+
+
+def test_a_causal_engine_gets_one_requests_pairs_per_decode_with_their_prefix():
+    decoder = SlowDecoder(batch_tokens=6, n_seq_max=4, delay=0.001, causal=True)
+    scheduler = Scheduler(decoder)
+    prefix = [7, 7, 7, 7]
+
+    def with_prefix(start: int, count: int) -> list[np.ndarray]:
+        return [np.array([*prefix, 0, 0, start + i], dtype=np.int32) for i in range(count)]
+
+    async def run() -> list[np.ndarray]:
+        return await asyncio.gather(scheduler.score(with_prefix(100, 5), shared_prefix=2),
+                                    scheduler.score(with_prefix(200, 5), shared_prefix=3))
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        scheduler.close()
+    assert results[0].tolist() == [100 + i for i in range(5)] and results[1].tolist() == [200 + i for i in range(5)]
+    for firsts, prefix_len in zip(decoder.decodes, decoder.shared_prefixes):
+        assert len({x // 100 for x in firsts}) == 1, "one request per decode"
+        assert prefix_len == (2 if firsts[0] < 200 else 3)
+        # own tokens: 7 - prefix per pair; budget 6 tokens and 3 sequences (one holds the prefix)
+        assert len(firsts) * (7 - prefix_len) <= 6 and len(firsts) <= 3
+    owners = [d[0] // 100 for d in decoder.decodes]
+    assert owners[:4] in ([1, 2, 1, 2], [2, 1, 2, 1]), "requests take turns"

@@ -15,12 +15,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-BatchObserver = Callable[[str, int, int], None]
-"""Told (model name, pairs, tokens) of every decode, from the worker thread."""
-
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+BatchObserver = Callable[[str, int, int], None]
+"""Told (model name, pairs, tokens) of every decode, from the worker thread."""
 
 
 class Decoder(Protocol):

@@ -10,7 +10,6 @@ from server.rerank import normalize_like_llama_box
 from .conftest import TOLERANCE, case
 
 
-
 def test_panda_request_has_the_llama_box_shape(client, reference):
     c = case(reference, "panda")
     r = client.post("/v1/rerank", json={"model": "bge-reranker-v2-m3", "query": c["query"],

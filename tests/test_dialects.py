@@ -12,7 +12,6 @@ import pytest
 from .conftest import TOLERANCE, XLMR, RunningServer, case
 
 
-
 def sigmoid(x: list[float]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 

@@ -14,7 +14,6 @@ from server.scheduler import Scheduler
 from .conftest import TOLERANCE, TOLERANCE_NO_FLASH_ATTN, XLMR, XLMR_EMBED, XLMR_NOKEYS, case
 
 
-
 def score_all(engine: RerankEngine, query: str, documents: list[str], truncate: bool = True) -> np.ndarray:
     pairs = engine.prepare_pairs(query, documents, truncate)
     return np.concatenate([engine.decode([p]) for p in pairs])

@@ -225,8 +225,9 @@ class RerankEngine:
         # one decode packs up to `batch_tokens`: the ubatch (and a causal model's KV cache) holds both.
         size = max(self.max_pair_tokens, self.batch_tokens)
         params.n_batch = params.n_ubatch = size
-        # A causal model's KV cache also holds a shared prefix beside the pairs of one decode.
-        params.n_ctx = size + self.max_pair_tokens if self.causal else size
+        # A causal model's KV cache holds a shared prefix (at most a pair) beside the tails of one
+        # decode (at most the budget), or one long pair alone.
+        params.n_ctx = self.max_pair_tokens + self.batch_tokens if self.causal else size
         params.n_seq_max = min(llama_cpp.llama_max_parallel_sequences(), self.batch_tokens)
         params.kv_unified = True
         params.embeddings = True

@@ -34,12 +34,21 @@ run-model: install
 test: $(VENV)/.test-installed
 	$(PY) -m pytest
 
-# Regenerates tests/fixtures/ (needs torch and transformers; not run by `make test`).
+# Regenerates tests/fixtures/ (needs torch and transformers; not run by `make test`). The converter
+# comes from the llama.cpp sources vendored in the llama-cpp-python sdist the service runs on.
 FIXTURE_VENV ?= .venv-fixtures
-fixtures:
+LLAMA_SRC ?= .cache/llama_cpp_python-0.3.36/vendor/llama.cpp
+
+$(LLAMA_SRC):
+	mkdir -p .cache
+	$(PYTHON) -m pip download --no-deps --no-binary :all: -d .cache llama-cpp-python==0.3.36
+	tar -xzf .cache/llama_cpp_python-0.3.36.tar.gz -C .cache
+
+fixtures: $(LLAMA_SRC) $(VENV)/.installed
 	$(PYTHON) -m venv $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==5.23.0 sentencepiece==0.2.3 protobuf numpy gguf==0.19.0
-	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py
+	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py --llama-cpp-src $(LLAMA_SRC)
+	$(FIXTURE_VENV)/bin/python scripts/fixtures_qwen3.py --llama-cpp-src $(LLAMA_SRC) --check-python $(PY)
 
 clean:
-	rm -rf $(VENV) $(FIXTURE_VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FIXTURE_VENV) .cache .pytest_cache *.egg-info

@@ -14,7 +14,7 @@ ARGS   ?=
 # A cached CPU wheel must not stand in for a GPU build, so a build with CMAKE_ARGS skips pip's
 # cache. To rebuild an existing .venv for another backend: make clean install.
 
-.PHONY: install run-model test fixtures clean
+.PHONY: install run-model test fixtures bench clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,10 @@ fixtures: $(LLAMA_SRC) $(VENV)/.installed
 	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==5.23.0 sentencepiece==0.2.3 protobuf numpy gguf==0.19.0
 	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py --llama-cpp-src $(LLAMA_SRC)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_qwen3.py --llama-cpp-src $(LLAMA_SRC) --check-python $(PY)
+
+# Service vs llama-server (built from the same llama.cpp) on generated models; see README, Performance.
+bench: $(VENV)/.installed
+	$(PY) scripts/benchmark.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(FIXTURE_VENV) .cache .pytest_cache *.egg-info

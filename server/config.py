@@ -39,7 +39,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     ctx_size: Positive | None = None
     threads: Positive | None = None
     gpu_layers: int = 0
-    batch_tokens: Positive = 512
+    batch_tokens: Positive = 256
     flash_attn: bool = True
     use_mmap: bool = True
     api_keys: list[str] = []
@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: the catalog's context length, else the model's trained context)")
     p.add_argument("--threads", "-t", type=int, help="CPU threads (default: llama.cpp's choice)")
     p.add_argument("--gpu-layers", "--n-gpu-layers", "-ngl", type=int, help="layers to offload to the GPU")
-    p.add_argument("--batch-tokens", "--ubatch-size", "-ub", type=int, help="token budget of one decode (default 512)")
+    p.add_argument("--batch-tokens", "--ubatch-size", "-ub", type=int, help="token budget of one decode (default 256)")
     p.add_argument("--flash-attn", "-fa", nargs="?", const="on", choices=["on", "off", "auto"],
                    help="flash attention (default on: nearly twice as fast on CPU)")
     p.add_argument("--no-flash-attn", dest="flash_attn", action="store_const", const="off")

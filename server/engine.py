@@ -46,8 +46,10 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     gpu_layers: int = 0
     flash_attn: bool = True
     """Measured on 2-core CPUs: flash attention nearly doubles encoder throughput (REFERENCE.md)."""
-    batch_tokens: int = 512
-    """Token budget of one decode; pairs are packed up to it, a longer pair goes alone."""
+    batch_tokens: int = 256
+    """Token budget of one decode; pairs are packed up to it, a longer pair goes alone. Measured on
+    2-core CPUs (scripts/benchmark.py): 256 beat 512 and 2048; attention cost grows with the square
+    of the ubatch, so large packed decodes are slower there. On a GPU, larger budgets pay off."""
     use_mmap: bool = True
     instruction: str | None = None
     """Default task instruction for a model whose rerank template has one (a catalog entry's)."""

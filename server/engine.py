@@ -24,9 +24,17 @@ from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, Templat
 
 log = logging.getLogger(__name__)
 
-# llama.cpp writes its own logs through a callback that llama-cpp-python installs at import;
-# that callback prints whatever its logger's level lets through.
-logging.getLogger("llama-cpp-python").setLevel(logging.WARNING)
+llama_log = logging.getLogger("llama.cpp")
+# ggml_log_level (ggml.h): 3 WARN, 4 ERROR; DEBUG and INFO are the load-time chatter of every model.
+_GGML_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+
+
+@llama_cpp.llama_log_callback
+def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama.cpp's warnings and errors go to Python logging; without a callback it prints
+    hundreds of lines to stderr for every model it loads."""
+    if level in _GGML_LEVELS and text.strip():
+        llama_log.log(_GGML_LEVELS[level], text.decode("utf-8", errors="replace").rstrip())
 
 # Architectures whose rank head ends in a softmax (llama-graph.cpp, LLAMA_POOLING_TYPE_RANK).
 PROBABILITY_ARCHITECTURES = frozenset({"qwen3", "qwen3vl"})
@@ -103,8 +111,10 @@ def _usable_cores() -> int:
 
 def _ensure_backend() -> None:
     global _backend_ready
+    # The backend and the log callback are process-wide in llama.cpp: set them up once.
     with _backend_lock:
         if not _backend_ready:
+            llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
             _backend_ready = True
 

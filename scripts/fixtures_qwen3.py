@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -433,17 +432,6 @@ def save_checkpoint(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerBase,
 # --------------------------------------------------------------------------
 
 
-def convert(llama_cpp_src: Path, ckpt_dir: Path, out_path: Path) -> None:
-    """Run llama.cpp's converter with this interpreter and the tree's own gguf-py."""
-    env = {**os.environ, "PYTHONPATH": str(llama_cpp_src / "gguf-py")}
-    subprocess.run(
-        [sys.executable, str(llama_cpp_src / "convert_hf_to_gguf.py"), str(ckpt_dir),
-         "--outtype", "f16", "--outfile", str(out_path)],
-        check=True,
-        env=env,
-    )
-
-
 def gguf_summary(path: Path) -> dict[str, Any]:
     """Return what distinguishes a reranker GGUF: cls head, pooling, rerank template."""
     import gguf
@@ -571,6 +559,7 @@ def build_fixtures(out_dir: Path, llama_cpp_src: Path, work_dir: Path | None = N
     --check-python step compare all of them with llama.cpp's.
     """
     import torch
+    from make_fixtures import convert  # beside this script; imports torch, so not at the top
 
     torch.set_num_threads(1)  # same reductions, same bits, on every run
     llama_cpp_src = llama_cpp_src.resolve()
@@ -591,8 +580,8 @@ def build_fixtures(out_dir: Path, llama_cpp_src: Path, work_dir: Path | None = N
         rerank_dir, nohead_dir = work / RERANKER_DIR_NAME, work / NOHEAD_DIR_NAME
         save_checkpoint(model, tokenizer, rerank_dir, reranker=True)
         save_checkpoint(model, tokenizer, nohead_dir, reranker=False)
-        convert(llama_cpp_src, rerank_dir, out_dir / RERANKER_GGUF)
-        convert(llama_cpp_src, nohead_dir, out_dir / NOHEAD_GGUF)
+        convert(llama_cpp_src, rerank_dir, out_dir / RERANKER_GGUF, outtype="f16")
+        convert(llama_cpp_src, nohead_dir, out_dir / NOHEAD_GGUF, outtype="f16")
     check_ggufs(out_dir / RERANKER_GGUF, out_dir / NOHEAD_GGUF)
     text = json.dumps(reference, indent=2, ensure_ascii=False) + "\n"
     (out_dir / REFERENCE_JSON).write_text(text, encoding="utf-8")

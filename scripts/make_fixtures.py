@@ -363,12 +363,12 @@ def fetch_llama_cpp_src(download_dir: Path) -> Path:
     return download_dir / f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}" / "vendor" / "llama.cpp"
 
 
-def convert(llama_cpp_src: Path, ckpt_dir: Path, out_path: Path) -> None:
+def convert(llama_cpp_src: Path, ckpt_dir: Path, out_path: Path, outtype: str = "f32") -> None:
     """Run llama.cpp's converter with this interpreter and the tree's own gguf-py."""
     env = {**os.environ, "PYTHONPATH": str(llama_cpp_src / "gguf-py")}
     subprocess.run(
         [sys.executable, str(llama_cpp_src / "convert_hf_to_gguf.py"), str(ckpt_dir),
-         "--outtype", "f32", "--outfile", str(out_path)],
+         "--outtype", outtype, "--outfile", str(out_path)],
         check=True,
         env=env,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -123,8 +124,6 @@ def test_scheduler_batches_requests_and_keeps_each_requests_order(engine, refere
 
 
 def info_like(**changes):
-    import msgspec
-
     return msgspec.structs.replace(read_gguf_info(XLMR), **changes)
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
 
 from .conftest import XLMR, RunningServer
@@ -113,7 +116,6 @@ def test_a_client_that_hangs_up_has_its_pairs_dropped():
     try:
         srv.wait_ready()
         doc = "the giant panda is a bear species endemic to China " * 8
-        import json
         body = json.dumps({"query": "what is a panda?", "documents": [doc] * 1000}).encode()
         head = (f"POST /v1/rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
@@ -157,7 +159,6 @@ class FaultyEngine:
     scores_are_probabilities = False
 
     def prepare_pairs(self, query, documents, truncate, max_doc_tokens=None):
-        import numpy as np
         return [np.ones(3, dtype=np.int32) for _ in documents]
 
     def decode(self, pairs):
@@ -220,8 +221,6 @@ def test_errors_never_reveal_file_system_paths(client):
 
 
 def test_load_of_misbehaving_clients_leaves_the_server_healthy():
-    import sys
-
     from .conftest import ROOT
 
     sys.path.insert(0, str(ROOT / "scripts"))

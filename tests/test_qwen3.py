@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
 
@@ -87,8 +88,6 @@ def test_a_qwen3_gguf_without_classifier_head_is_refused():
 
 
 def test_the_service_serves_qwen3_with_instructions(qwen3_reference):
-    import httpx
-
     c = qcase(qwen3_reference, "instruction")
     srv = RunningServer("--model", str(QWEN3), "--alias", "Qwen3-Reranker-tiny")
     try:

@@ -1,7 +1,9 @@
-"""The scoring engine: a llama.cpp context with rank pooling, driven through llama-cpp-python's C API.
+"""The scoring engine: a llama.cpp context driven through llama-cpp-python's C API.
 
 The engine turns (query, documents) into token pairs laid out as the model was trained,
-decodes them in batches that llama.cpp accepts, and reads one relevance score per pair.
+decodes them in batches that llama.cpp accepts, and reads one relevance score per pair: from
+rank pooling's classifier head, or for Qwen3-Reranker, where the head is two rows of the LM
+head, from those two logits of each pair's last token.
 It knows nothing of HTTP; it is used from one thread at a time for decoding
 (a llama context is not thread-safe), while tokenisation may run on any thread.
 """
@@ -19,7 +21,7 @@ import llama_cpp
 import msgspec
 import numpy as np
 
-from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo
+from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo, tensor_rows
 from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, TemplateLayout, Tokenize
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,9 @@ def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> N
 PROBABILITY_ARCHITECTURES = frozenset({"qwen3", "qwen3vl"})
 # Causal rerankers keep a KV cache, so the pairs of a request can share their common prefix.
 CAUSAL_ARCHITECTURES = PROBABILITY_ARCHITECTURES
+# llama.cpp splits a causal model's decode into ubatches of this size (its own default); the
+# compute buffer grows with it, by n_vocab floats per token under rank pooling.
+CAUSAL_UBATCH = 512
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -123,13 +128,15 @@ class _Batch:
     """A llama_batch whose arrays are numpy buffers owned here, so a batch is filled without a
     per-token Python loop and never freed by llama.cpp."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, all_outputs: bool) -> None:
         self.capacity = capacity
+        self.all_outputs = all_outputs
         self.token = np.zeros(capacity, dtype=np.int32)
         self.pos = np.zeros(capacity, dtype=np.int32)
         self.n_seq_id = np.ones(capacity, dtype=np.int32)
         self.seq_id = np.zeros(capacity, dtype=np.int32)
-        self.logits = np.ones(capacity, dtype=np.int8)
+        self.logits = np.zeros(capacity, dtype=np.int8)
+        self.ends = np.zeros(0, dtype=np.int64)
         addresses = self.seq_id.ctypes.data + 4 * np.arange(capacity, dtype=np.uint64)
         self._seq_ptrs = addresses.astype(np.uint64)
         self.struct = llama_cpp.llama_batch()
@@ -143,13 +150,17 @@ class _Batch:
         self.struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
 
     def fill(self, sequences: Sequence[np.ndarray], first_pos: int = 0, first_seq: int = 0) -> None:
-        """Sequence i gets id `first_seq + i` and positions from `first_pos` (after a shared prefix)."""
+        """Sequence i gets id `first_seq + i` and positions from `first_pos` (after a shared prefix).
+        Pooling needs every token as an output; logits are needed of each sequence's last token only."""
         lengths = np.fromiter((len(p) for p in sequences), dtype=np.int64, count=len(sequences))
         n = int(lengths.sum())
-        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        self.ends = np.cumsum(lengths) - 1
+        starts = np.repeat(self.ends + 1 - lengths, lengths)
         self.token[:n] = np.concatenate(sequences)
         self.pos[:n] = np.arange(n) - starts + first_pos
         self.seq_id[:n] = np.repeat(np.arange(first_seq, first_seq + len(sequences), dtype=np.int32), lengths)
+        self.logits[:n] = self.all_outputs
+        self.logits[self.ends] = 1
         self.struct.n_tokens = n
 
 
@@ -196,17 +207,18 @@ class RerankEngine:
             self.max_pair_tokens = self._context_size(settings)
             self.batch_tokens = settings.batch_tokens
             self.causal = info.architecture in CAUSAL_ARCHITECTURES
+            self.yes_no_ids = self._lm_head_yes_no() if info.architecture in PROBABILITY_ARCHITECTURES else None
             self._ctx = self._new_context(settings)
         except BaseException:
             llama_cpp.llama_model_free(self._model)
             raise
         self.n_seq_max = llama_cpp.llama_n_seq_max(self._ctx)
-        self.n_ubatch = llama_cpp.llama_n_ubatch(self._ctx)
+        self.max_decode_tokens = llama_cpp.llama_n_batch(self._ctx)
         self.layout: Layout = (
             TemplateLayout(info.rerank_template, self._tokenize, settings.instruction) if info.rerank_template
             else special_token_layout(info, self._vocab, self._tokenize)
         )
-        self._batch = _Batch(self.n_ubatch)
+        self._batch = _Batch(self.max_decode_tokens, all_outputs=self.yes_no_ids is None)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._cached_prefix: np.ndarray | None = None
 
@@ -231,19 +243,41 @@ class RerankEngine:
             return settings.ctx_size
         return trained if trained > 0 else 512
 
+    def _lm_head_yes_no(self) -> tuple[int, int] | None:
+        """The ids of "yes" and "no" if the LM head's rows for them are the yes/no classifier's.
+
+        Then P(yes) is read from the logits of each pair's last token, which is the same
+        arithmetic as rank pooling's softmax over the classifier. Rank pooling makes every token
+        an output, so its graph also runs the LM head over the whole vocabulary for every token:
+        151,936 floats per token of compute buffer (gigabytes for a long pair) and a third more
+        work for Qwen3-Reranker-0.6B. The converter copies the classifier from the LM head, which
+        is the token embedding for 0.6B (tied) but a separate matrix it does not keep for 4B and
+        8B; those keep rank pooling, which the byte comparison here decides.
+        """
+        ids = [self._tokenize(word, False) for word in ("yes", "no")]
+        if any(len(t) != 1 for t in ids):
+            return None
+        yes, no = ids[0][0], ids[1][0]
+        head = "output.weight" if "output.weight" in self.info.tensors else "token_embd.weight"
+        classifier = tensor_rows(self.info.path, "cls.output.weight", [0, 1])
+        lm_head = tensor_rows(self.info.path, head, [yes, no])
+        return (yes, no) if classifier is not None and classifier == lm_head else None
+
     def _new_context(self, settings: EngineSettings) -> llama_cpp.llama_context_p:
         params = llama_cpp.llama_context_default_params()
         # A non-causal model must see a whole pair in one ubatch (llama.cpp aborts otherwise), and
-        # one decode packs up to `batch_tokens`: the ubatch (and a causal model's KV cache) holds both.
+        # one decode packs up to `batch_tokens`: the batch (and a causal model's KV cache) holds both.
         size = max(self.max_pair_tokens, self.batch_tokens)
-        params.n_batch = params.n_ubatch = size
+        params.n_batch = size
+        params.n_ubatch = min(size, CAUSAL_UBATCH) if self.causal else size
         # A causal model's KV cache holds a shared prefix (at most a pair) beside the tails of one
         # decode (at most the budget), or one long pair alone.
         params.n_ctx = self.max_pair_tokens + self.batch_tokens if self.causal else size
         params.n_seq_max = min(llama_cpp.llama_max_parallel_sequences(), self.batch_tokens)
         params.kv_unified = True
-        params.embeddings = True
-        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_RANK
+        params.embeddings = self.yes_no_ids is None
+        if params.embeddings:
+            params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_RANK
         params.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -349,15 +383,15 @@ class RerankEngine:
         tokens, equal in every pair, are evaluated once and kept in the KV cache; each pair then
         evaluates only its own tail. The sizes are checked here, before llama.cpp sees them: a
         non-causal model aborts the whole process (GGML_ASSERT) when a decode holds more tokens
-        than the ubatch.
+        than the ubatch, which for it is the whole batch.
         """
         shared_prefix = shared_prefix if self.causal else 0
         total = sum(len(p) for p in pairs) - shared_prefix * len(pairs)
-        if (not pairs or total > self.n_ubatch or len(pairs) + (shared_prefix > 0) > self.n_seq_max
+        if (not pairs or total > self.max_decode_tokens or len(pairs) + (shared_prefix > 0) > self.n_seq_max
                 or any(len(p) <= shared_prefix for p in pairs)):
             raise ValueError(
                 f"a decode of {len(pairs)} pairs and {total} tokens exceeds the context's limits "
-                f"({self.n_seq_max} sequences, {self.n_ubatch} tokens)"
+                f"({self.n_seq_max} sequences, {self.max_decode_tokens} tokens)"
             )
         if shared_prefix:
             return self._decode_after_prefix(pairs, shared_prefix)
@@ -390,6 +424,12 @@ class RerankEngine:
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")
         out = np.empty(count, dtype=np.float32)
+        if self.yes_no_ids is not None:
+            yes, no = self.yes_no_ids
+            for i, end in enumerate(self._batch.ends[:count]):
+                logits = llama_cpp.llama_get_logits_ith(self._ctx, int(end))
+                out[i] = logits[yes] - logits[no]
+            return 0.5 * (1 + np.tanh(out / 2))  # softmax over (yes, no): sigmoid of the difference
         for i in range(count):
             out[i] = llama_cpp.llama_get_embeddings_seq(self._ctx, first_seq + i)[0]
         return out

@@ -49,7 +49,7 @@ class NotAGGUFError(ValueError):
 def read_gguf_info(path: str | Path) -> GGUFInfo:
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            metadata, tensors, matrix_types = _read_header(data)
+            metadata, tensors, matrix_types, _ = _read_header(data)
     except (ValueError, OSError, struct.error) as exc:
         raise NotAGGUFError(f"{Path(path).name} is not a readable GGUF file ({exc})") from None
 
@@ -77,10 +77,42 @@ _STRING, _ARRAY = 8, 9
 # ggml tensor types (enum ggml_type) that model weights are stored in.
 GGML_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K",
               11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 30: "BF16"}
+# Elements per block and bytes per block of those types (ggml.c, type_traits).
+_BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+           10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
 
 
-def _read_header(data: mmap.mmap) -> tuple[dict[str, object], list[str], list[str]]:
-    """Scalar and string metadata (arrays are skipped), the tensor names, and the types of the matrices."""
+def tensor_rows(path: str | Path, name: str, rows: list[int]) -> tuple[str, list[bytes]] | None:
+    """The stored type and raw bytes of some rows of a matrix; None if the file has no such
+    matrix or stores it in a type whose row size is not known here.
+
+    Comparing raw rows tells whether two tensors hold the same weights without dequantising
+    them: the converter copies rows, and quantisation of a row depends on that row alone.
+    """
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        metadata, tensors, _, end_of_infos = _read_header(data)
+        found = tensors.get(name)
+        if found is None or found.ggml_type not in _BLOCKS or len(found.shape) != 2:
+            return None
+        block, block_bytes = _BLOCKS[found.ggml_type]
+        row_bytes = found.shape[0] // block * block_bytes
+        alignment = int(metadata.get("general.alignment") or 32)  # type: ignore[call-overload]
+        start = -(-end_of_infos // alignment) * alignment + found.offset  # data section, aligned
+        if any(not 0 <= r < found.shape[1] for r in rows):
+            return None
+        return GGML_TYPES[found.ggml_type], [data[start + r * row_bytes:start + (r + 1) * row_bytes] for r in rows]
+
+
+class _Tensor(msgspec.Struct, frozen=True):
+    ggml_type: int
+    shape: tuple[int, ...]
+    offset: int
+    """From the start of the data section, which follows the tensor infos, aligned."""
+
+
+def _read_header(data: mmap.mmap) -> tuple[dict[str, object], dict[str, _Tensor], list[str], int]:
+    """Scalar and string metadata (arrays are skipped), the tensors, the types of the matrices,
+    and where the header ends."""
     if data[:4] != b"GGUF":
         raise ValueError("no GGUF magic")
     version, n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
@@ -95,17 +127,19 @@ def _read_header(data: mmap.mmap) -> tuple[dict[str, object], list[str], list[st
             pos = _skip_array(data, pos)
             continue
         metadata[key], pos = _value(data, pos, kind)
-    tensors, matrix_types = [], []
+    infos, matrix_types = [], []
     for _ in range(n_tensors):
         name, pos = _string(data, pos)
         (n_dims,) = struct.unpack_from("<I", data, pos)
+        shape = struct.unpack_from(f"<{n_dims}Q", data, pos + 4)
         pos += 4 + 8 * n_dims
-        (ggml_type,) = struct.unpack_from("<I", data, pos)
-        pos += 4 + 8  # type, offset
-        tensors.append(name)
+        ggml_type, offset = struct.unpack_from("<IQ", data, pos)
+        pos += 4 + 8
+        infos.append((name, ggml_type, shape, offset))
         if n_dims >= 2:
             matrix_types.append(GGML_TYPES.get(ggml_type, f"type {ggml_type}"))
-    return metadata, tensors, matrix_types
+    tensors = {name: _Tensor(t, shape, offset) for name, t, shape, offset in infos}
+    return metadata, tensors, matrix_types, pos
 
 
 def _string(data: mmap.mmap, pos: int) -> tuple[str, int]:

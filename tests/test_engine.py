@@ -81,7 +81,7 @@ def test_a_query_that_fills_the_context_is_refused(engine):
 
 
 def test_oversize_decode_is_refused_before_llama_cpp(engine):
-    pair = np.zeros(engine.n_ubatch + 1, dtype=np.int32)
+    pair = np.zeros(engine.max_decode_tokens + 1, dtype=np.int32)
     with pytest.raises(ValueError, match="exceeds the context's limits"):
         engine.decode([pair])
     too_many = [np.zeros(2, dtype=np.int32)] * (engine.n_seq_max + 1)

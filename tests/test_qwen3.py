@@ -9,7 +9,15 @@ import httpx
 import numpy as np
 import pytest
 
-from server.engine import EngineSettings, ModelLoadError, RerankEngine, check_servable, shared_prefix_length
+from server import engine as engine_module
+from server.engine import (
+    CAUSAL_UBATCH,
+    EngineSettings,
+    ModelLoadError,
+    RerankEngine,
+    check_servable,
+    shared_prefix_length,
+)
 from server.gguf_info import read_gguf_info
 
 from .conftest import FIXTURES, RunningServer
@@ -23,6 +31,8 @@ QWEN3_TOLERANCE = 1e-3
 # 1.6e-4 without flash attention, 1.4e-3 with it); the server uses both, so its scores get 3e-3.
 SHARED_PREFIX_TOLERANCE = 5e-4
 SERVED_TOLERANCE = 3e-3
+# The LM head's yes/no logits and rank pooling's classifier hold the same weights: measured 6e-8 apart.
+LM_HEAD_TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +90,57 @@ def test_shared_prefix_scores_equal_the_unshared_path(qwen3_reference):
         np.testing.assert_allclose(engine.decode(pairs[:3], prefix), alone[:3], atol=SHARED_PREFIX_TOLERANCE, rtol=0)
     finally:
         engine.close()
+
+
+def rank_pooling_engine(monkeypatch: pytest.MonkeyPatch, **settings) -> RerankEngine:
+    """The engine as it runs Qwen3-Reranker-4B/8B, whose classifier is not a row of the LM head."""
+    real_rows = engine_module.tensor_rows
+
+    def untied(path, name, rows):
+        found = real_rows(path, name, rows)
+        return None if found is None or name != "cls.output.weight" else (found[0], [b"~" + r[1:] for r in found[1]])
+
+    monkeypatch.setattr(engine_module, "tensor_rows", untied)
+    return RerankEngine(read_gguf_info(QWEN3), EngineSettings(**settings))
+
+
+def test_p_yes_is_read_from_the_lm_head_when_it_holds_the_classifier(qwen3):
+    # The fixture is tied like Qwen3-Reranker-0.6B: cls.output's rows are the embeddings of "yes" and "no".
+    assert qwen3.yes_no_ids == (qwen3.tokenize("yes")[0], qwen3.tokenize("no")[0])
+
+
+@pytest.mark.parametrize("name", ["default", "many"])
+def test_rank_pooling_scores_like_the_lm_head_path(monkeypatch, qwen3, qwen3_reference, name):
+    engine = rank_pooling_engine(monkeypatch)
+    try:
+        assert engine.yes_no_ids is None
+        c = qcase(qwen3_reference, name)
+        pairs = engine.prepare_pairs(c["query"], c["documents"], True)
+        pooled = np.concatenate([engine.decode([p]) for p in pairs])
+        pooled_shared = engine.decode(pairs[:4], shared_prefix_length(pairs))
+        from_lm_head = np.concatenate([qwen3.decode([p]) for p in pairs])
+    finally:
+        engine.close()
+    np.testing.assert_allclose(pooled, c["scores"], atol=QWEN3_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(from_lm_head, pooled, atol=LM_HEAD_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(pooled_shared, pooled[:4], atol=SERVED_TOLERANCE, rtol=0)
+
+
+def test_a_pair_longer_than_the_ubatch_is_scored_under_rank_pooling(monkeypatch, qwen3):
+    # A causal model's decode is split into ubatches of CAUSAL_UBATCH tokens, which bounds rank
+    # pooling's vocabulary-sized compute buffer; a long pair must still get one score.
+    engine = rank_pooling_engine(monkeypatch, ctx_size=2 * CAUSAL_UBATCH)
+    try:
+        long_pair = engine.prepare_pairs("panda", ["bamboo forest " * CAUSAL_UBATCH], True)
+        assert len(long_pair[0]) > CAUSAL_UBATCH
+        pooled = engine.decode(long_pair)
+    finally:
+        engine.close()
+    long_engine = RerankEngine(read_gguf_info(QWEN3), EngineSettings(ctx_size=2 * CAUSAL_UBATCH))
+    try:
+        np.testing.assert_allclose(long_engine.decode(long_pair), pooled, atol=LM_HEAD_TOLERANCE, rtol=0)
+    finally:
+        long_engine.close()
 
 
 def test_a_qwen3_gguf_without_classifier_head_is_refused():

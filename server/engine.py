@@ -45,6 +45,10 @@ CAUSAL_ARCHITECTURES = PROBABILITY_ARCHITECTURES
 # llama.cpp splits a causal model's decode into ubatches of this size (its own default); the
 # compute buffer grows with it, by n_vocab floats per token under rank pooling.
 CAUSAL_UBATCH = 512
+# llama.cpp reserves an output row of n_vocab floats per sequence for a causal model (600 KiB each
+# for Qwen3): 256 sequences cost 148 MiB, 32 cost 19 MiB (measured), and a decode of a
+# `batch_tokens` budget rarely holds more than a few documents' tails.
+CAUSAL_SEQ_MAX = 32
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -273,7 +277,8 @@ class RerankEngine:
         # A causal model's KV cache holds a shared prefix (at most a pair) beside the tails of one
         # decode (at most the budget), or one long pair alone.
         params.n_ctx = self.max_pair_tokens + self.batch_tokens if self.causal else size
-        params.n_seq_max = min(llama_cpp.llama_max_parallel_sequences(), self.batch_tokens)
+        params.n_seq_max = min(llama_cpp.llama_max_parallel_sequences(), self.batch_tokens,
+                               CAUSAL_SEQ_MAX if self.causal else self.batch_tokens)
         params.kv_unified = True
         params.embeddings = self.yes_no_ids is None
         if params.embeddings:

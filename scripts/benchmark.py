@@ -24,7 +24,10 @@ size; 250k would take long to train and make a ~560 MB file). `--shape small` is
 6 x 384 model for quick runs. It is generated (not committed) by this very script run under the
 fixture venv (`.venv-fixtures`: torch, transformers, sentencepiece, gguf), reusing
 `scripts/make_fixtures.py` for the tokenizer training and checkpoint layout, then converted to an
-f16 GGUF with llama.cpp's `convert_hf_to_gguf.py`. It is cached in `--work-dir`.
+f16 GGUF with llama.cpp's `convert_hf_to_gguf.py`. It is cached in `--work-dir`. `--shape qwen3`
+is a random Qwen3-Reranker-0.6B (28 layers, hidden 1024, 16 query and 8 KV heads, FFN 3072) with
+the real Qwen tokenizer, built with `scripts/fixtures_qwen3.py`'s helpers and converted to Q8_0,
+the type of the catalog's Qwen3 files; it has no CrossEncoder run.
 
 `llama-server` is built from the llama.cpp vendored in the pinned llama-cpp-python sdist (the
 same llama.cpp the service runs) by `scripts/build_llama_server.sh`, unless `--llama-server`
@@ -93,21 +96,28 @@ REQUEST_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class Shape:
-    """Transformer dimensions of the generated cross-encoder."""
+    """Transformer dimensions of the generated reranker."""
 
     layers: int
     hidden: int
     heads: int
     intermediate: int
     vocab: int
+    family: str = "xlmr"
+    kv_heads: int = 0  # Qwen3 only (grouped-query attention)
+    head_dim: int = 0
 
 
 SHAPES = {
     # bge-reranker-base's encoder; the vocab is 32k instead of 250k (see the module docstring).
     "base": Shape(layers=12, hidden=768, heads=12, intermediate=3072, vocab=32_000),
-    # ms-marco-MiniLM-L-6-like, for quick runs.
+    # ms-marco-MiniLM-L6-like, for quick runs.
     "small": Shape(layers=6, hidden=384, heads=12, intermediate=1536, vocab=8_000),
+    # Qwen3-Reranker-0.6B, with its real tokenizer (151,669 tokens in a 151,936-row table).
+    "qwen3": Shape(layers=28, hidden=1024, heads=16, intermediate=3072, vocab=151_936, family="qwen3",
+                   kv_heads=8, head_dim=128),
 }
+QWEN3_POSITIONS = 512  # the context each llama-server slot gets; ours defaults to the trained length
 
 # English passages the documents are drawn from. They are also part of the tokenizer's training
 # text, so words take ~1.3 pieces each as they do with XLM-R's vocabulary on English.
@@ -192,6 +202,14 @@ def tokenizer_corpus(base_lines: list[str], rng: random.Random) -> list[str]:
 
 
 def make_model(shape_name: str, out_dir: Path, llama_src: Path) -> None:
+    """Write a random-weight reranker of the shape's family and its GGUF to `out_dir`."""
+    if SHAPES[shape_name].family == "qwen3":
+        make_qwen3_model(shape_name, out_dir, llama_src)
+    else:
+        make_xlmr_model(shape_name, out_dir, llama_src)
+
+
+def make_xlmr_model(shape_name: str, out_dir: Path, llama_src: Path) -> None:
     """Write a random-weight XLM-R cross-encoder (HF dir `hf/`) and its f16 GGUF to `out_dir`.
 
     Reuses make_fixtures.py's tokenizer training and checkpoint layout; its module constants
@@ -232,6 +250,44 @@ def make_model(shape_name: str, out_dir: Path, llama_src: Path) -> None:
     params = sum(p.numel() for p in model.parameters())
     info = {"shape": shape_name, **asdict(shape), "vocab": len(tokenizer), "parameters": params,
             "gguf": str(gguf_path), "hf_dir": str(hf_dir)}
+    (out_dir / "model.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def make_qwen3_model(shape_name: str, out_dir: Path, llama_src: Path) -> None:
+    """Write a random-weight Qwen3-Reranker of the shape and its Q8_0 GGUF (the catalog's type).
+
+    Reuses fixtures_qwen3.py's tokenizer (the real Qwen one, from llama.cpp's vocab files) and
+    checkpoint layout, so the official converter detects a reranker and writes the yes/no head
+    and the rerank template. No CrossEncoder run: Qwen3-Reranker is not a sequence classifier.
+    """
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    sys.path.insert(0, str(SCRIPTS_DIR))
+    import fixtures_qwen3  # noqa: E402  (needs torch & co., hence the late import)
+    from make_fixtures import convert  # noqa: E402
+
+    shape = SHAPES[shape_name]
+    gguf_path = out_dir / f"{shape_name}-random-q8_0.gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
+        work = Path(tmp)
+        tokenizer = fixtures_qwen3.build_tokenizer(llama_src.resolve(), work / "tokenizer")
+        config = Qwen3Config(
+            vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+            num_hidden_layers=shape.layers, num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
+            head_dim=shape.head_dim, max_position_embeddings=QWEN3_POSITIONS, tie_word_embeddings=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+            eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        )
+        torch.manual_seed(SEED)
+        model = Qwen3ForCausalLM(config).eval()
+        ckpt_dir = work / fixtures_qwen3.RERANKER_DIR_NAME
+        fixtures_qwen3.save_checkpoint(model, tokenizer, ckpt_dir, reranker=True)
+        convert(llama_src, ckpt_dir, gguf_path, outtype="q8_0")
+    params = sum(p.numel() for p in model.parameters())
+    info = {"shape": shape_name, **asdict(shape), "parameters": params, "gguf": str(gguf_path), "hf_dir": None}
     (out_dir / "model.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -619,7 +675,8 @@ def ensure_model(opts: Options) -> tuple[Path, Path | None, dict[str, Any]]:
                         str(llama_cpp_source(opts))], check=True)
         print(f"model generated in {time.monotonic() - start:.0f}s", flush=True)
     info = json.loads(info_path.read_text())
-    return Path(info["gguf"]), opts.hf_dir or Path(info["hf_dir"]), info
+    hf_dir = opts.hf_dir or (Path(info["hf_dir"]) if info["hf_dir"] else None)
+    return Path(info["gguf"]), hf_dir, info
 
 
 def ensure_llama_server(opts: Options) -> Path:
@@ -865,9 +922,7 @@ def benchmark(opts: Options) -> dict[str, Any]:
 
     gguf_bytes = gguf.stat().st_size
     shape = model_info.get("shape")
-    model_desc = (f"random XLM-R cross-encoder, {model_info['layers']} layers, hidden {model_info['hidden']}, "
-                  f"{model_info['heads']} heads, FFN {model_info['intermediate']}, vocab {model_info['vocab']}, "
-                  f"{model_info['parameters'] / 1e6:.0f}M parameters, f16" if shape in SHAPES else str(gguf))
+    model_desc = describe_model(model_info) if shape in SHAPES else str(gguf)
     return {
         "meta": {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(), "cpus": os.cpu_count(),
@@ -885,6 +940,14 @@ def benchmark(opts: Options) -> dict[str, Any]:
         "score_max_abs_diff": measured.get("score_max_abs_diff"),
         "cross_encoder": cross_encoder,
     }
+
+
+def describe_model(info: dict[str, Any]) -> str:
+    dims = (f"{info['layers']} layers, hidden {info['hidden']}, {info['heads']} heads, FFN {info['intermediate']}, "
+            f"vocab {info['vocab']}, {info['parameters'] / 1e6:.0f}M parameters")
+    if info.get("family") == "qwen3":
+        return f"random Qwen3-Reranker (0.6B shape): {dims}, {info['kv_heads']} KV heads, Q8_0"
+    return f"random XLM-R cross-encoder: {dims}, f16"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -11,6 +11,10 @@ sentencepiece and gguf) builds everything offline and writes to
   tokenizer trained here on a built-in multilingual corpus.
 * `xlmr-tiny-f32-nokeys.gguf`: the same file without the
   `tokenizer.ggml.add_{bos,eos,sep}_token` keys, like GGUFs converted long ago.
+* `xlmr-tiny-jina-v2-f32.gguf`: the same weights under the tensor names of
+  jina-reranker-v2-base-multilingual (jina's XLM-R "flash" implementation:
+  fused `mixer.Wqkv`, `norm1`/`norm2`, `mlp.fc1`/`fc2`, `emb_ln`), which
+  llama.cpp reads as the same `bert` graph; it must score as the reranker.
 * `xlmr-tiny-embed-f32.gguf`: an `XLMRobertaModel` (no classification head),
   for checking that the service refuses non-rerankers.
 * `xlmr-tiny.reference.json`: raw logits, pair lengths, truncation flags and
@@ -57,6 +61,7 @@ DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "fixtures"
 RERANKER_GGUF = "xlmr-tiny-f32.gguf"
 NOKEYS_GGUF = "xlmr-tiny-f32-nokeys.gguf"
 EMBED_GGUF = "xlmr-tiny-embed-f32.gguf"
+JINA_V2_GGUF = "xlmr-tiny-jina-v2-f32.gguf"
 REFERENCE_JSON = "xlmr-tiny.reference.json"
 SP_MODEL_NAME = "sentencepiece.bpe.model"
 
@@ -350,6 +355,32 @@ def build_models(tokenizer: XLMRobertaTokenizer, work_dir: Path) -> tuple[Path, 
     return rerank_dir, embed_dir
 
 
+def save_jina_v2_layout(rerank_dir: Path, out_dir: Path) -> Path:
+    """Copy the reranker checkpoint with its tensors renamed (and q, k, v fused) as
+    jina-reranker-v2-base-multilingual names them."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(rerank_dir, out_dir)
+    weights = load_file(out_dir / "model.safetensors")
+    renamed = {}
+    for name, tensor in weights.items():
+        new = name.replace("roberta.embeddings.LayerNorm", "roberta.emb_ln").replace(".encoder.layer.", ".encoder.layers.")
+        for old_part, new_part in ((".attention.output.dense", ".mixer.out_proj"), (".attention.output.LayerNorm", ".norm1"),
+                                   (".intermediate.dense", ".mlp.fc1"), (".output.dense", ".mlp.fc2"),
+                                   (".output.LayerNorm", ".norm2")):
+            new = new.replace(old_part, new_part)
+        if ".attention.self.query." in name:
+            kind = name.rsplit(".", 1)[1]
+            qkv = [weights[name.replace(".query.", f".{part}.")] for part in ("query", "key", "value")]
+            new = new.replace(".attention.self.query.", ".mixer.Wqkv.").rsplit(".", 1)[0] + f".{kind}"
+            tensor = torch.cat(qkv, dim=0)
+        elif ".attention.self." in name:
+            continue  # key and value are in Wqkv
+        renamed[new] = tensor.contiguous()
+    save_file(renamed, out_dir / "model.safetensors", metadata={"format": "pt"})
+    return out_dir
+
+
 def fetch_llama_cpp_src(download_dir: Path) -> Path:
     """Download the pinned llama-cpp-python sdist and return its vendored llama.cpp."""
     subprocess.run(
@@ -480,10 +511,11 @@ def main() -> None:
         tokenizer = build_tokenizer(train_sentencepiece(build_corpus(), work_dir), work_dir)
         rerank_dir, embed_dir = build_models(tokenizer, work_dir)
         reference = build_reference(rerank_dir)
-        ggufs = [out_dir / RERANKER_GGUF, out_dir / NOKEYS_GGUF, out_dir / EMBED_GGUF]
+        ggufs = [out_dir / RERANKER_GGUF, out_dir / NOKEYS_GGUF, out_dir / EMBED_GGUF, out_dir / JINA_V2_GGUF]
         convert(llama_cpp_src, rerank_dir, ggufs[0])
         copy_without_keys(ggufs[0], ggufs[1], REMOVED_KEYS)
         convert(llama_cpp_src, embed_dir, ggufs[2])
+        convert(llama_cpp_src, save_jina_v2_layout(rerank_dir, work_dir / "jina-v2-layout"), ggufs[3])
     check_sizes(ggufs)
     reference_path = out_dir / REFERENCE_JSON
     reference_path.write_text(json.dumps(reference, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -12,7 +12,7 @@ from server.engine import EngineSettings, InputTooLongError, ModelLoadError, Rer
 from server.gguf_info import read_gguf_info
 from server.scheduler import Scheduler
 
-from .conftest import TOLERANCE, TOLERANCE_NO_FLASH_ATTN, XLMR, XLMR_EMBED, XLMR_NOKEYS, case
+from .conftest import FIXTURES, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, XLMR, XLMR_EMBED, XLMR_NOKEYS, case
 
 
 def score_all(engine: RerankEngine, query: str, documents: list[str], truncate: bool = True) -> np.ndarray:
@@ -147,3 +147,18 @@ def test_an_instruction_for_a_model_without_one_is_an_input_error(engine):
 
     with pytest.raises(InputError, match="takes no instruction"):
         engine.prepare_pairs("q", ["d"], truncate=True, instruction="Find animals")
+
+
+def test_a_checkpoint_in_jina_reranker_v2_naming_scores_as_the_xlmr_reranker(engine, reference):
+    # jina-reranker-v2-base-multilingual is XLM-R under other tensor names (fused mixer.Wqkv,
+    # norm1/norm2, mlp.fc1/fc2); llama.cpp runs it through the same graph. Same weights, same scores.
+    info = read_gguf_info(FIXTURES / "xlmr-tiny-jina-v2-f32.gguf")
+    assert info.architecture == "bert" and "blk.0.attn_qkv.weight" in info.tensors
+    jina_v2 = RerankEngine(info, EngineSettings())
+    try:
+        for c in reference["cases"]:
+            scores = score_all(jina_v2, c["query"], c["documents"])
+            np.testing.assert_allclose(scores, score_all(engine, c["query"], c["documents"]), atol=1e-6, rtol=0)
+            np.testing.assert_allclose(scores, c["scores"], atol=TOLERANCE, rtol=0, err_msg=c["name"])
+    finally:
+        jina_v2.close()

@@ -44,15 +44,20 @@ $(LLAMA_SRC):
 	$(PYTHON) -m pip download --no-deps --no-binary :all: -d .cache llama-cpp-python==0.3.36
 	tar -xzf .cache/llama_cpp_python-0.3.36.tar.gz -C .cache
 
-fixtures: $(LLAMA_SRC) $(VENV)/.installed
+$(FIXTURE_VENV)/.installed:
 	$(PYTHON) -m venv $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==5.23.0 sentencepiece==0.2.3 protobuf numpy gguf==0.19.0
+	touch $@
+
+fixtures: $(LLAMA_SRC) $(VENV)/.installed $(FIXTURE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py --llama-cpp-src $(LLAMA_SRC)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_jina.py --llama-cpp-src $(LLAMA_SRC)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_qwen3.py --llama-cpp-src $(LLAMA_SRC) --check-python $(PY)
 
 # Service vs llama-server (built from the same llama.cpp) on generated models; see README, Performance.
-bench: $(VENV)/.installed
+# The fixture venv generates the models; sentence-transformers there runs the CrossEncoder column.
+bench: $(VENV)/.installed $(FIXTURE_VENV)/.installed
+	$(FIXTURE_VENV)/bin/pip install --quiet sentence-transformers==6.2.0
 	$(PY) scripts/benchmark.py $(ARGS)
 
 clean:

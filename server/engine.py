@@ -263,8 +263,8 @@ class RerankEngine:
             return None
         yes, no = ids[0][0], ids[1][0]
         head = "output.weight" if "output.weight" in self.info.tensors else "token_embd.weight"
-        classifier = tensor_rows(self.info.path, "cls.output.weight", [0, 1])
-        lm_head = tensor_rows(self.info.path, head, [yes, no])
+        found = tensor_rows(self.info.path, {"cls.output.weight": [0, 1], head: [yes, no]})
+        classifier, lm_head = found["cls.output.weight"], found[head]
         return (yes, no) if classifier is not None and classifier == lm_head else None
 
     def _new_context(self, settings: EngineSettings) -> llama_cpp.llama_context_p:

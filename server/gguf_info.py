@@ -82,25 +82,34 @@ _BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 
            10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
 
 
-def tensor_rows(path: str | Path, name: str, rows: list[int]) -> tuple[str, list[bytes]] | None:
-    """The stored type and raw bytes of some rows of a matrix; None if the file has no such
-    matrix or stores it in a type whose row size is not known here.
+Rows = tuple[str, list[bytes]]
+"""A matrix's stored type and the raw bytes of some of its rows."""
+
+
+def tensor_rows(path: str | Path, wanted: dict[str, list[int]]) -> dict[str, Rows | None]:
+    """For each matrix name, its type and the raw bytes of the wanted rows, in one read of the
+    header; None if the file has no such matrix, lacks a row, or stores it in a type whose row
+    size is not known here.
 
     Comparing raw rows tells whether two tensors hold the same weights without dequantising
     them: the converter copies rows, and quantisation of a row depends on that row alone.
     """
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         metadata, tensors, _, end_of_infos = _read_header(data)
-        found = tensors.get(name)
-        if found is None or found.ggml_type not in _BLOCKS or len(found.shape) != 2:
-            return None
-        block, block_bytes = _BLOCKS[found.ggml_type]
-        row_bytes = found.shape[0] // block * block_bytes
         alignment = int(metadata.get("general.alignment") or 32)  # type: ignore[call-overload]
-        start = -(-end_of_infos // alignment) * alignment + found.offset  # data section, aligned
-        if any(not 0 <= r < found.shape[1] for r in rows):
-            return None
-        return GGML_TYPES[found.ggml_type], [data[start + r * row_bytes:start + (r + 1) * row_bytes] for r in rows]
+        data_start = -(-end_of_infos // alignment) * alignment
+        return {name: _rows(data, data_start, tensors.get(name), rows) for name, rows in wanted.items()}
+
+
+def _rows(data: mmap.mmap, data_start: int, found: _Tensor | None, rows: list[int]) -> Rows | None:
+    if found is None or found.ggml_type not in _BLOCKS or len(found.shape) != 2:
+        return None
+    if any(not 0 <= r < found.shape[1] for r in rows):
+        return None
+    block, block_bytes = _BLOCKS[found.ggml_type]
+    row_bytes = found.shape[0] // block * block_bytes
+    start = data_start + found.offset
+    return GGML_TYPES[found.ggml_type], [data[start + r * row_bytes:start + (r + 1) * row_bytes] for r in rows]
 
 
 class _Tensor(msgspec.Struct, frozen=True):
@@ -127,7 +136,8 @@ def _read_header(data: mmap.mmap) -> tuple[dict[str, object], dict[str, _Tensor]
             pos = _skip_array(data, pos)
             continue
         metadata[key], pos = _value(data, pos, kind)
-    infos, matrix_types = [], []
+    tensors: dict[str, _Tensor] = {}
+    matrix_types = []
     for _ in range(n_tensors):
         name, pos = _string(data, pos)
         (n_dims,) = struct.unpack_from("<I", data, pos)
@@ -135,10 +145,9 @@ def _read_header(data: mmap.mmap) -> tuple[dict[str, object], dict[str, _Tensor]
         pos += 4 + 8 * n_dims
         ggml_type, offset = struct.unpack_from("<IQ", data, pos)
         pos += 4 + 8
-        infos.append((name, ggml_type, shape, offset))
+        tensors[name] = _Tensor(ggml_type, shape, offset)
         if n_dims >= 2:
             matrix_types.append(GGML_TYPES.get(ggml_type, f"type {ggml_type}"))
-    tensors = {name: _Tensor(t, shape, offset) for name, t, shape, offset in infos}
     return metadata, tensors, matrix_types, pos
 
 

@@ -96,9 +96,10 @@ def rank_pooling_engine(monkeypatch: pytest.MonkeyPatch, **settings) -> RerankEn
     """The engine as it runs Qwen3-Reranker-4B/8B, whose classifier is not a row of the LM head."""
     real_rows = engine_module.tensor_rows
 
-    def untied(path, name, rows):
-        found = real_rows(path, name, rows)
-        return None if found is None or name != "cls.output.weight" else (found[0], [b"~" + r[1:] for r in found[1]])
+    def untied(path, wanted):
+        found = real_rows(path, wanted)
+        kind, rows = found["cls.output.weight"]
+        return {**found, "cls.output.weight": (kind, [b"~" + r[1:] for r in rows])}
 
     monkeypatch.setattr(engine_module, "tensor_rows", untied)
     return RerankEngine(read_gguf_info(QWEN3), EngineSettings(**settings))

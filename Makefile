@@ -14,7 +14,7 @@ ARGS   ?=
 # A cached CPU wheel must not stand in for a GPU build, so a build with CMAKE_ARGS skips pip's
 # cache. To rebuild an existing .venv for another backend: make clean install.
 
-.PHONY: install run-model test fixtures bench clean
+.PHONY: install run-model test converter convert fixtures bench clean
 
 install: $(VENV)/.installed
 
@@ -31,8 +31,21 @@ $(VENV)/.test-installed: $(VENV)/.installed
 run-model: install
 	$(PY) -m server $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) $(ARGS)
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed converter
 	$(PY) -m pytest
+
+# The checkpoint converter's environment (torch CPU, transformers, llama.cpp's convert_hf_to_gguf.py
+# from the engine's own sources), set up by the server's own code; a no-op once it is ready. The
+# server sets it up on first use; the tests convert a checkpoint, so `make test` sets it up first.
+CONVERT_VENV ?= .venv-convert
+
+converter: install
+	$(PY) -m server.conversion --setup --env $(CONVERT_VENV)
+
+# Download and convert a checkpoint ahead of time (or fetch a GGUF): make convert MODEL=Qwen/Qwen3-Reranker-4B [QUANT=Q8_0]
+convert: install
+	$(if $(MODEL),,$(error make convert needs MODEL=OWNER/REPO or a catalog name))
+	$(PY) -m server --model $(MODEL)$(if $(QUANT),:$(QUANT)) --converter-env $(CONVERT_VENV) --fetch-only $(ARGS)
 
 # Regenerates tests/fixtures/ (needs torch and transformers; not run by `make test`). The converter
 # comes from the llama.cpp sources vendored in the llama-cpp-python sdist the service runs on.
@@ -61,4 +74,4 @@ bench: $(VENV)/.installed $(FIXTURE_VENV)/.installed
 	$(PY) scripts/benchmark.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(FIXTURE_VENV) .cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) .cache .pytest_cache *.egg-info

@@ -17,6 +17,9 @@ sentencepiece and gguf) builds everything offline and writes to
   llama.cpp reads as the same `bert` graph; it must score as the reranker.
 * `xlmr-tiny-embed-f32.gguf`: an `XLMRobertaModel` (no classification head),
   for checking that the service refuses non-rerankers.
+* `xlmr-tiny-checkpoint/`: the reranker's Hugging Face checkpoint itself
+  (config, safetensors weights, tokenizer), which the tests serve from a
+  stand-in hub for the service to convert with llama.cpp's converter.
 * `xlmr-tiny.reference.json`: raw logits, pair lengths, truncation flags and
   the first pair's token ids, computed by transformers for the reranker.
 
@@ -63,6 +66,7 @@ NOKEYS_GGUF = "xlmr-tiny-f32-nokeys.gguf"
 EMBED_GGUF = "xlmr-tiny-embed-f32.gguf"
 JINA_V2_GGUF = "xlmr-tiny-jina-v2-f32.gguf"
 REFERENCE_JSON = "xlmr-tiny.reference.json"
+CHECKPOINT_DIR = "xlmr-tiny-checkpoint"
 SP_MODEL_NAME = "sentencepiece.bpe.model"
 
 MAX_LENGTH = 128
@@ -516,6 +520,8 @@ def main() -> None:
         copy_without_keys(ggufs[0], ggufs[1], REMOVED_KEYS)
         convert(llama_cpp_src, embed_dir, ggufs[2])
         convert(llama_cpp_src, save_jina_v2_layout(rerank_dir, work_dir / "jina-v2-layout"), ggufs[3])
+        shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+        shutil.copytree(rerank_dir, out_dir / CHECKPOINT_DIR)
     check_sizes(ggufs)
     reference_path = out_dir / REFERENCE_JSON
     reference_path.write_text(json.dumps(reference, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -8,16 +8,18 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import uvicorn
 
 from .app import create_app
 from .catalog import Catalog, CatalogError, load_catalog
 from .config import ConfigError, ServerConfig, parse_args
-from .download import ModelSourceError, resolve_model
+from .conversion import ConverterEnv
 from .engine import ModelLoadError, check_servable
 from .gguf_info import NotAGGUFError, read_gguf_info
 from .registry import LoadState, ModelRegistry, ModelSlot
+from .sources import ModelSourceError, resolve_model
 
 log = logging.getLogger("server")
 
@@ -44,8 +46,9 @@ STARTUP_ERRORS = (ConfigError, CatalogError, ModelSourceError, NotAGGUFError, Mo
 def model_slots(config: ServerConfig, catalog: Catalog) -> list[ModelSlot]:
     """Every configured model, found (downloaded if need be) and checked before the server starts."""
     slots = []
+    converter = ConverterEnv(Path(config.converter_env))
     for i, spec in enumerate(config.models or [catalog.default]):
-        source = resolve_model(spec, catalog)
+        source = resolve_model(spec, catalog, converter)
         info = read_gguf_info(source.path)
         check_servable(info)
         entry = source.entry
@@ -61,11 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_args(argv)
         logging.basicConfig(level=config.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        registry = ModelRegistry(model_slots(config, load_catalog(config.catalog)),
-                                 max_queued_pairs=config.max_queue_pairs)
+        slots = model_slots(config, load_catalog(config.catalog))
+        registry = ModelRegistry(slots, max_queued_pairs=config.max_queue_pairs)
     except STARTUP_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
+    if config.fetch_only:
+        for slot in slots:
+            print(f"{slot.name}\t{slot.source.path}")
+        return 0
     # On SIGTERM uvicorn stops accepting, lets in-flight requests finish for the grace period,
     # then runs the lifespan's shutdown, which fails whatever still waits with a 503.
     server = GracefulServer(uvicorn.Config(None, host=config.host, port=config.port, log_level=config.log_level,

@@ -17,13 +17,15 @@ Family = Literal["bge", "bce", "jina", "jina-v2", "gte", "qwen3"]
 
 
 class CatalogEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
-    """One reranker: where its GGUF lives on the Hugging Face hub and what the engine must know."""
+    """One reranker: its Hugging Face repository and what the engine must know.
+
+    The repository holds GGUF files, one per weight type, and `quantization` picks the default one
+    (`NAME:QUANT` picks another); or it holds the original checkpoint, converted to that type."""
 
     repo: Annotated[str, msgspec.Meta(pattern=r"^[\w.-]+/[\w.-]+$")]
-    file: Annotated[str, msgspec.Meta(pattern=r"\.gguf$")]
     family: Family
     context_length: Annotated[int, msgspec.Meta(gt=0)]
-    quantization: str
+    quantization: Annotated[str, msgspec.Meta(pattern=r"^[\w.]+$")]
     revision: str = "main"
     instruction: str | None = None
     """Default task instruction for models whose template has one (Qwen3)."""

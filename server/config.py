@@ -18,6 +18,7 @@ from typing import Annotated
 import msgspec
 
 from .catalog import DEFAULT_CATALOG
+from .conversion import DEFAULT_ENV as DEFAULT_CONVERTER_ENV
 from .engine import EngineSettings
 from .limits import Limits
 
@@ -31,7 +32,7 @@ Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     models: list[str] = []
-    """Catalog names or local .gguf paths; empty: the catalog's default model."""
+    """What `--model` accepts (server/model_spec.py); empty: the catalog's default model."""
     aliases: list[str] = []
     """Served names, in the order of `models`; a model without one is served under its own name."""
     host: str = "127.0.0.1"
@@ -52,6 +53,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     request_timeout: Annotated[float, msgspec.Meta(gt=0)] = DEFAULTS.request_timeout
     shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     catalog: str = str(DEFAULT_CATALOG)
+    converter_env: str = str(DEFAULT_CONVERTER_ENV)
+    fetch_only: bool = False
+    """Download (or convert) and check the models, print their files, and exit."""
     log_level: str = "info"
 
     def limits(self) -> Limits:
@@ -94,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve GGUF rerankers over llama-box's /v1/rerank API and the dialects of Jina, TEI and Cohere.",
     )
     p.add_argument("--model", "-m", dest="models", action="append",
-                   help="catalog name (see models.yaml) or path to a .gguf file; repeat to serve several")
+                   help="a catalog name (models.yaml), NAME:QUANT, a Hugging Face repository OWNER/REPO[:QUANT] "
+                        "(GGUF, or a checkpoint to convert), OWNER/REPO/FILE.gguf, or a local .gguf file; "
+                        "repeat to serve several")
     p.add_argument("--alias", "-a", dest="aliases", action="append",
                    help="served model name, one per --model in order (default: catalog name or file stem)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -125,6 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shutdown-grace", type=float,
                    help="seconds to finish in-flight requests after SIGTERM (default 30)")
     p.add_argument("--catalog", help="path of the model catalog (default: models.yaml)")
+    p.add_argument("--converter-env", help="where the checkpoint converter's environment is set up on first "
+                   f"use (default {DEFAULT_CONVERTER_ENV})")
+    p.add_argument("--fetch-only", action="store_true", default=None,
+                   help="download or convert the models, check them, print their files and exit")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     # Accepted for llama-box compatibility; they describe what this server always does.
     p.add_argument("--rerank", "--reranking", action="store_true", help=argparse.SUPPRESS)
@@ -147,7 +157,8 @@ ENVIRONMENT = {
     "max_documents": ("RERANK_MAX_DOCUMENTS", "int"), "max_text_chars": ("RERANK_MAX_TEXT_CHARS", "int"),
     "max_queue_pairs": ("RERANK_MAX_QUEUE_PAIRS", "int"), "request_timeout": ("RERANK_REQUEST_TIMEOUT", "float"),
     "shutdown_grace": ("RERANK_SHUTDOWN_GRACE", "float"),
-    "catalog": ("RERANK_CATALOG", "str"), "log_level": ("RERANK_LOG_LEVEL", "str"),
+    "catalog": ("RERANK_CATALOG", "str"), "converter_env": ("RERANK_CONVERTER_ENV", "str"),
+    "log_level": ("RERANK_LOG_LEVEL", "str"),
 }
 
 

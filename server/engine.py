@@ -118,7 +118,7 @@ def _usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _ensure_backend() -> None:
+def ensure_backend() -> None:
     global _backend_ready
     # The backend and the log callback are process-wide in llama.cpp: set them up once.
     with _backend_lock:
@@ -168,6 +168,13 @@ class _Batch:
         self.struct.n_tokens = n
 
 
+CONVERT_QWEN3 = (
+    "Serve the original checkpoint instead, which this server converts with llama.cpp's own "
+    "converter: `--model Qwen/Qwen3-Reranker-4B` (or -0.6B, -8B, or your fine-tune's repository; "
+    "ahead of time: `make convert MODEL=Qwen/Qwen3-Reranker-4B`)."
+)
+
+
 def check_servable(info: GGUFInfo) -> None:
     """Refuse, before loading, a GGUF that llama.cpp would score silently wrong."""
     name = Path(info.path).name
@@ -175,13 +182,12 @@ def check_servable(info: GGUFInfo) -> None:
         raise ModelLoadError(
             f"{name} is a {info.architecture} model without the tensor cls.output.weight (the yes/no "
             f"classifier head of Qwen3-Reranker): community conversions lack it and score near zero. "
-            f"Convert the Hugging Face checkpoint with llama.cpp's convert_hf_to_gguf.py, or use "
-            f"ggml-org's Qwen3-Reranker GGUFs (see models.yaml)."
+            f"{CONVERT_QWEN3}"
         )
     if info.architecture in PROBABILITY_ARCHITECTURES and not info.rerank_template:
         raise ModelLoadError(
             f"{name} has a classifier head but no tokenizer.chat_template.rerank, so the prompt the "
-            f"model was trained on is unknown. Convert it with llama.cpp's convert_hf_to_gguf.py."
+            f"model was trained on is unknown. {CONVERT_QWEN3}"
         )
     if not info.has_rank_head:
         raise ModelLoadError(
@@ -202,7 +208,7 @@ class RerankEngine:
 
     def __init__(self, info: GGUFInfo, settings: EngineSettings) -> None:
         check_servable(info)
-        _ensure_backend()
+        ensure_backend()
         self.info = info
         self.settings = settings
         self._model = self._load_model(info.path, settings)

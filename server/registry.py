@@ -6,14 +6,15 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from .download import ModelSource
 from .engine import EngineSettings, RerankEngine
 from .errors import ApiError
 from .gguf_info import GGUFInfo
 from .rerank import ServedModel
 from .scheduler import BatchObserver
 from .schemas import ModelCard, ModelMeta
+from .sources import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,17 @@ class ModelSlot:
         log.info("loaded %s from %s in %.1fs", self.name, self.source.path, self.load_seconds)
 
     def card(self) -> ModelCard:
-        entry = self.source.entry
+        source = self.source
         engine = self.model.engine if self.model else None
         return ModelCard(
             id=self.name, object="model", created=self.loaded_at, owned_by="rerank-server",
             meta=ModelMeta(
-                family=entry.family if entry else None,
+                family=source.entry.family if source.entry else None,
                 architecture=self.info.architecture,
-                file=self.info.name,
-                quantization=entry.quantization if entry else self.info.weight_type,
+                repository=source.repository,
+                file=source.file or Path(source.path).name,
+                quantization=source.quantization or self.info.weight_type,
+                converted=source.converted,
                 context_length=engine.max_pair_tokens if engine else (self.settings.ctx_size or 0),
                 scores="probability" if engine and engine.scores_are_probabilities else "logit",
             ),

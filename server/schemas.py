@@ -99,8 +99,11 @@ class CohereRerankResponse(msgspec.Struct):
 class ModelMeta(msgspec.Struct):
     family: str | None
     architecture: str
+    repository: str | None
+    """The Hugging Face repository the file came from (a checkpoint, when `converted`)."""
     file: str
     quantization: str | None
+    converted: bool
     context_length: int
     scores: str
 

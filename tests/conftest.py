@@ -30,6 +30,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 XLMR = FIXTURES / "xlmr-tiny-f32.gguf"
 XLMR_NOKEYS = FIXTURES / "xlmr-tiny-f32-nokeys.gguf"
 XLMR_EMBED = FIXTURES / "xlmr-tiny-embed-f32.gguf"
+XLMR_JINA_V2 = FIXTURES / "xlmr-tiny-jina-v2-f32.gguf"
+XLMR_CHECKPOINT = FIXTURES / "xlmr-tiny-checkpoint"
+QWEN3 = FIXTURES / "qwen3-tiny-f16.gguf"
+QWEN3_NOHEAD = FIXTURES / "qwen3-tiny-nohead-f16.gguf"
 
 
 @pytest.fixture(scope="session")

@@ -165,7 +165,7 @@ def test_health_is_503_while_the_model_loads():
     from starlette.testclient import TestClient
 
     from server.app import create_app
-    from server.download import ModelSource
+    from server.sources import ModelSource
     from server.engine import EngineSettings
     from server.gguf_info import read_gguf_info
     from server.registry import ModelRegistry, ModelSlot

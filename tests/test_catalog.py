@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from server.catalog import CatalogError, load_catalog
-from server.download import ModelSourceError, resolve_model
+from server.conversion import ConverterEnv
+from server.sources import ModelSourceError, resolve_model
 
 FAMILIES = {"bge", "bce", "jina", "jina-v2", "gte", "qwen3"}
 PRODUCT_MODELS = {
@@ -23,14 +24,14 @@ def test_the_catalog_lists_the_product_models():
     assert all(e.instruction for e in catalog.models.values() if e.family == "qwen3")
 
 
-VALID_ENTRY = "    repo: a/b\n    file: m.gguf\n    family: bge\n    context_length: 512\n    quantization: F16\n"
+VALID_ENTRY = "    repo: a/b\n    family: bge\n    context_length: 512\n    quantization: F16\n"
 
 
 @pytest.mark.parametrize("text,fragment", [
     ("default: x\nmodels:\n  x:\n" + VALID_ENTRY + "    contxt_length: 5\n", "model 'x': Object contains unknown field `contxt_length`"),
     ("default: x\nmodels:\n  x:\n" + VALID_ENTRY.replace("bge", "bert"), "model 'x': Invalid enum value 'bert' - at `$.family`"),
     ("default: x\nmodels:\n  x:\n" + VALID_ENTRY.replace("512", "-1"), "model 'x': Expected `int` >= 1 - at `$.context_length`"),
-    ("default: x\nmodels:\n  x:\n" + VALID_ENTRY.replace("m.gguf", "m.bin"), "model 'x': Expected `str` matching regex"),
+    ("default: x\nmodels:\n  x:\n" + VALID_ENTRY.replace("a/b", "a b"), "model 'x': Expected `str` matching regex"),
     ("default: y\nmodels:\n  x:\n" + VALID_ENTRY, "the default model 'y' is not an entry"),
     ("default: x\nmodels: [\n", "models.yaml"),
 ])
@@ -44,12 +45,12 @@ def test_catalog_typos_are_clear_errors(tmp_path, text, fragment):
 
 def test_a_refused_model_says_why_and_what_to_use():
     with pytest.raises(ModelSourceError, match="no architecture for .* bge-reranker-v2-m3"):
-        resolve_model("gte-multilingual-reranker-base", load_catalog())
+        resolve_model("gte-multilingual-reranker-base", load_catalog(), ConverterEnv())
 
 
 def test_unknown_names_and_missing_files():
     catalog = load_catalog()
-    with pytest.raises(ModelSourceError, match="neither a catalog model"):
-        resolve_model("no-such-model", catalog)
+    with pytest.raises(ModelSourceError, match="is none of: a catalog name"):
+        resolve_model("no-such-model", catalog, ConverterEnv())
     with pytest.raises(ModelSourceError, match="no such model file"):
-        resolve_model("/nowhere/model.gguf", catalog)
+        resolve_model("/nowhere/model.gguf", catalog, ConverterEnv())

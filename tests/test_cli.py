@@ -77,7 +77,7 @@ def test_a_gguf_without_rank_head_fails_at_start_up():
 
 def test_an_unknown_model_fails_at_start_up():
     code, out = run_to_exit("--model", "no-such-reranker")
-    assert code == 1 and "neither a catalog model" in out
+    assert code == 1 and "is none of: a catalog name" in out
 
 
 def test_ctx_size_and_alias(reference):

@@ -129,7 +129,7 @@ def info_like(**changes):
 
 @pytest.mark.parametrize("changes,message", [
     ({"architecture": "qwen3", "tensors": frozenset({"token_embd.weight", "output_norm.weight"}),
-      "rerank_template": None}, "without the tensor cls.output.weight .* convert_hf_to_gguf.py"),
+      "rerank_template": None}, "without the tensor cls.output.weight .*`make convert MODEL=Qwen"),
     ({"architecture": "qwen3", "tensors": frozenset({"cls.output.weight"}), "rerank_template": None},
      "no tokenizer.chat_template.rerank"),
     ({"tokenizer_model": "bert", "tensors": frozenset({"cls.output.weight", "token_embd.weight"})},

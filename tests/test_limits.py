@@ -172,7 +172,7 @@ def test_an_engine_fault_is_a_500_with_the_request_id_and_the_server_keeps_servi
     from starlette.testclient import TestClient
 
     from server.app import create_app
-    from server.download import ModelSource
+    from server.sources import ModelSource
     from server.engine import EngineSettings
     from server.gguf_info import read_gguf_info
     from server.registry import LoadState, ModelRegistry, ModelSlot

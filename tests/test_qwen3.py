@@ -20,10 +20,8 @@ from server.engine import (
 )
 from server.gguf_info import read_gguf_info
 
-from .conftest import FIXTURES, RunningServer
+from .conftest import FIXTURES, QWEN3, QWEN3_NOHEAD, RunningServer
 
-QWEN3 = FIXTURES / "qwen3-tiny-f16.gguf"
-QWEN3_NOHEAD = FIXTURES / "qwen3-tiny-nohead-f16.gguf"
 # f16 weights and KV cache against transformers in f32: measured 6.4e-4 without flash attention and
 # 7.1e-4 with it (scripts/fixtures_qwen3.py); scores within a case are at least 0.01 apart.
 QWEN3_TOLERANCE = 1e-3
@@ -145,7 +143,7 @@ def test_a_pair_longer_than_the_ubatch_is_scored_under_rank_pooling(monkeypatch,
 
 
 def test_a_qwen3_gguf_without_classifier_head_is_refused():
-    with pytest.raises(ModelLoadError, match="without the tensor cls.output.weight .* convert_hf_to_gguf.py"):
+    with pytest.raises(ModelLoadError, match="without the tensor cls.output.weight .*`--model Qwen/Qwen3-Reranker"):
         check_servable(read_gguf_info(QWEN3_NOHEAD))
 
 

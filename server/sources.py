@@ -1,0 +1,96 @@
+"""From the `--model` argument to a GGUF file on disk.
+
+A local path is used as it is. Anything on the Hugging Face hub is found by listing its repository:
+a GGUF repository's file is chosen by its weight type (`:QUANT`, else the catalog's default), and a
+repository holding an original checkpoint (config.json and weights, no GGUF) is converted once with
+llama.cpp's own converter. Every file then goes through the engine's servability checks.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from . import hub
+from .catalog import Catalog, CatalogEntry
+from .conversion import (
+    ConversionError,
+    ConverterEnv,
+    architecture,
+    checkpoint_files,
+    conversion_type,
+    converted_path,
+)
+from .model_spec import ModelSpec, ModelSpecError, parse_model_spec
+from .quantization import QuantizationError, canonical, choose_file, tag_of
+
+# Without `:QUANT`, a GGUF repository's file is the first of these it has: F16 is the fastest type
+# on AVX2 CPUs and keeps encoder scores (README, Performance); Q8_0 is how most Qwen3 GGUFs come.
+PREFERRED_TYPES = ("F16", "Q8_0", "BF16", "F32")
+
+
+class ModelSource(msgspec.Struct, frozen=True, kw_only=True):
+    """A model file to serve, where it came from, and its catalog entry if it has one."""
+
+    name: str
+    path: str
+    entry: CatalogEntry | None = None
+    repository: str | None = None
+    file: str | None = None
+    """The GGUF's name in its repository (or the converted file's name)."""
+    quantization: str | None = None
+    converted: bool = False
+
+
+class ModelSourceError(RuntimeError):
+    """The model cannot be found, fetched or converted; the message says what to do instead."""
+
+
+def resolve_model(text: str, catalog: Catalog, converter: ConverterEnv) -> ModelSource:
+    try:
+        spec = parse_model_spec(text, catalog)
+        if spec.entry and spec.entry.refused:
+            raise ModelSourceError(f"{spec.served_name} cannot be served: {spec.entry.refused}")
+        if spec.kind == "local":
+            return ModelSource(name=spec.served_name, path=str(spec.path))
+        return _from_hub(spec, converter)
+    except (ModelSpecError, hub.HubError, QuantizationError, ConversionError) as exc:
+        raise ModelSourceError(str(exc)) from None
+
+
+def _from_hub(spec: ModelSpec, converter: ConverterEnv) -> ModelSource:
+    repo = str(spec.repo)
+    revision = spec.entry.revision if spec.entry else "main"
+    source = dict(name=spec.served_name, entry=spec.entry, repository=repo)
+    if spec.kind == "file":
+        filename = str(spec.filename)
+        return ModelSource(**source, path=hub.download(repo, filename, revision), file=filename,
+                           quantization=_tag(filename))
+    listing = hub.list_repo(repo, revision)
+    wanted = spec.quantization or (spec.entry.quantization if spec.entry else None)
+    if any(f.lower().endswith(".gguf") for f in listing.files):
+        where = f"{repo} (as cached: HF_HUB_OFFLINE or hub unreachable)" if listing.from_cache else repo
+        filename = choose_file(listing.files, wanted, PREFERRED_TYPES, where)
+        return ModelSource(**source, path=hub.download(repo, filename, revision), file=filename,
+                           quantization=_tag(filename))
+    if "config.json" in listing.files:
+        return _converted(spec, listing, wanted, converter)
+    raise ModelSourceError(f"{repo} holds neither GGUF files nor a Hugging Face checkpoint (config.json)")
+
+
+def _converted(spec: ModelSpec, listing: hub.RepoListing, wanted: str | None,
+               converter: ConverterEnv) -> ModelSource:
+    """The checkpoint's GGUF from the conversion cache, converted first if it is not there."""
+    repo = listing.repo
+    config = hub.download_files(repo, ["config.json"], listing.revision)
+    tag = conversion_type(architecture(config), repo, wanted)
+    out = converted_path(hub.repo_cache_dir(repo), listing.commit, repo, tag)
+    if not out.is_file():
+        checkpoint = hub.download_files(repo, checkpoint_files(listing.files), listing.revision)
+        converter.convert(checkpoint, repo, out, tag)
+    return ModelSource(name=spec.served_name, path=str(out), entry=spec.entry, repository=repo,
+                       file=out.name, quantization=tag, converted=True)
+
+
+def _tag(filename: str) -> str | None:
+    tag = tag_of(filename)
+    return canonical(tag) if tag else None

@@ -18,6 +18,12 @@ transformers, tokenizers and gguf; offline) writes to `tests/fixtures/`:
   `tokenizer.chat_template.rerank`).
 * `qwen3-tiny-nohead-f16.gguf`: the same checkpoint converted as a plain
   causal LM, like the broken community conversions.
+* `qwen3-tiny-checkpoint/`: the Hugging Face checkpoint of the no-head copy
+  (no README, a neutral name), which the tests serve from a stand-in hub for
+  the service to convert: the converter must recognise it as a reranker from
+  the repository's name alone, as with Qwen/Qwen3-Reranker-4B. Matrices are
+  stored in f16 (the f16 conversion rounds them so anyway), vectors in f32,
+  and tokenizer.json without indentation, to keep the fixture small.
 * `qwen3-tiny.reference.json`: P(yes) for several (instruction, query,
   documents) cases computed in fp32 by transformers, with the token counts and
   the first pair's token ids.
@@ -64,6 +70,7 @@ DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "fixtures"
 RERANKER_GGUF = "qwen3-tiny-f16.gguf"
 NOHEAD_GGUF = "qwen3-tiny-nohead-f16.gguf"
 REFERENCE_JSON = "qwen3-tiny.reference.json"
+CHECKPOINT_DIR = "qwen3-tiny-checkpoint"
 
 # The converter recognises a reranker by this README heading or by
 # "qwen3-reranker" in the directory name; the no-head copy avoids both.
@@ -427,6 +434,24 @@ def save_checkpoint(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerBase,
         )
 
 
+def save_served_checkpoint(src: Path, dst: Path) -> None:
+    """Copy a checkpoint for the stand-in hub, at about half its size (see the module docstring)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    for name in ("config.json", "generation_config.json", "tokenizer_config.json"):
+        shutil.copyfile(src / name, dst / name)
+    tensors = load_file(src / "model.safetensors")
+    save_file({name: t.half() if t.dim() > 1 else t for name, t in tensors.items()}, dst / "model.safetensors",
+              metadata={"format": "pt"})
+    tokenizer = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    (dst / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False, separators=(",", ":")),
+                                        encoding="utf-8")
+
+
 # --------------------------------------------------------------------------
 # Conversion
 # --------------------------------------------------------------------------
@@ -582,6 +607,7 @@ def build_fixtures(out_dir: Path, llama_cpp_src: Path, work_dir: Path | None = N
         save_checkpoint(model, tokenizer, nohead_dir, reranker=False)
         convert(llama_cpp_src, rerank_dir, out_dir / RERANKER_GGUF, outtype="f16")
         convert(llama_cpp_src, nohead_dir, out_dir / NOHEAD_GGUF, outtype="f16")
+        save_served_checkpoint(nohead_dir, out_dir / CHECKPOINT_DIR)
     check_ggufs(out_dir / RERANKER_GGUF, out_dir / NOHEAD_GGUF)
     text = json.dumps(reference, indent=2, ensure_ascii=False) + "\n"
     (out_dir / REFERENCE_JSON).write_text(text, encoding="utf-8")

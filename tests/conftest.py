@@ -34,6 +34,7 @@ XLMR_JINA_V2 = FIXTURES / "xlmr-tiny-jina-v2-f32.gguf"
 XLMR_CHECKPOINT = FIXTURES / "xlmr-tiny-checkpoint"
 QWEN3 = FIXTURES / "qwen3-tiny-f16.gguf"
 QWEN3_NOHEAD = FIXTURES / "qwen3-tiny-nohead-f16.gguf"
+QWEN3_CHECKPOINT = FIXTURES / "qwen3-tiny-checkpoint"
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,15 @@ import pytest
 
 from server.gguf_info import read_gguf_info
 
-from .conftest import TOLERANCE, XLMR_CHECKPOINT, RunningServer, case
+from .conftest import FIXTURES, QWEN3_CHECKPOINT, TOLERANCE, XLMR_CHECKPOINT, RunningServer, case
 from .stand_in_hub import COMMIT, StandInHub, checkpoint_files
 from .test_hub import hub_env
+from .test_qwen3 import SERVED_TOLERANCE, qcase
 
 CHECKPOINT_REPO = "test-org/xlmr-tiny"
+# No README and a neutral config: the repository's name is all that tells llama.cpp's converter this
+# Qwen3ForCausalLM is a reranker, as for Qwen/Qwen3-Reranker-4B and -8B.
+QWEN3_REPO = "test-org/Qwen3-Reranker-tiny"
 UNSUPPORTED_REPO = "test-org/bert-tiny"
 PLAIN_QWEN3_REPO = "test-org/Qwen3-tiny"
 
@@ -35,6 +39,7 @@ def hub() -> Iterator[StandInHub]:
     server = StandInHub({
         # An ONNX export in a folder, as real repositories carry, is not part of the checkpoint.
         CHECKPOINT_REPO: {**checkpoint_files(XLMR_CHECKPOINT), "onnx/model.onnx": b"not wanted"},
+        QWEN3_REPO: checkpoint_files(QWEN3_CHECKPOINT),
         UNSUPPORTED_REPO: unsupported,
         PLAIN_QWEN3_REPO: plain_qwen3,
     }).start()
@@ -42,9 +47,9 @@ def hub() -> Iterator[StandInHub]:
     server.stop()
 
 
-def converted_file(tmp_path: Path, quantization: str) -> Path:
-    return (tmp_path / "hf" / "hub" / "models--test-org--xlmr-tiny" / "converted" / COMMIT
-            / f"xlmr-tiny-{quantization}.gguf")
+def converted_file(tmp_path: Path, quantization: str, repo: str = CHECKPOINT_REPO) -> Path:
+    return (tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}" / "converted" / COMMIT
+            / f"{repo.split('/')[1]}-{quantization}.gguf")
 
 
 def test_a_checkpoint_is_converted_once_and_scores_like_its_reference(hub, tmp_path, reference):
@@ -81,6 +86,38 @@ def test_a_checkpoint_is_converted_once_and_scores_like_its_reference(hub, tmp_p
     assert code == 0, out
     assert out.strip().endswith(str(converted_file(tmp_path, "F32")))
     assert "converting" not in out and hub.requests == []
+
+
+def test_a_qwen3_reranker_checkpoint_is_converted_with_its_head_and_template(hub, tmp_path):
+    reference = json.loads((FIXTURES / "qwen3-tiny.reference.json").read_text())
+    srv = RunningServer("--model", f"{QWEN3_REPO}:F16", env=hub_env(tmp_path, hub.endpoint))
+    try:
+        srv.wait_ready(timeout=600)
+        results = {}
+        for name in ("default", "instruction"):
+            c = qcase(reference, name)
+            body = httpx.post(f"{srv.url}/v1/rerank", timeout=60, json={
+                "query": c["query"], "documents": c["documents"], "instruction": c["instruction"]}).json()
+            results[name] = body
+        card = httpx.get(f"{srv.url}/v1/models").json()["data"][0]
+    finally:
+        srv.stop()
+    for name, body in results.items():
+        c = qcase(reference, name)
+        got = {r["index"]: r["relevance_score"] for r in body["results"]}
+        np.testing.assert_allclose([got[i] for i in range(len(c["documents"]))], c["scores"],
+                                   atol=SERVED_TOLERANCE, err_msg=name)
+        assert body["usage"]["prompt_tokens"] == sum(c["pair_tokens"])
+    assert card["id"] == "Qwen3-Reranker-tiny" and card["meta"]["scores"] == "probability"
+    info = read_gguf_info(converted_file(tmp_path, "F16", QWEN3_REPO))
+    assert "cls.output.weight" in info.tensors and info.rerank_template
+
+
+def test_a_qwen3_reranker_checkpoint_is_converted_to_q8_0_by_default(hub, tmp_path):
+    code, out = RunningServer("--model", QWEN3_REPO, "--fetch-only",
+                              env=hub_env(tmp_path, hub.endpoint)).wait_exit(timeout=600)
+    assert code == 0, out
+    assert out.strip().endswith(str(converted_file(tmp_path, "Q8_0", QWEN3_REPO)))
 
 
 def test_an_encoder_checkpoint_is_converted_to_f16_by_default(hub, tmp_path):

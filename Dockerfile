@@ -1,6 +1,7 @@
 # CPU image. Build: docker build -t rerank-server .
 # Run:   docker run -p 8080:8080 -v hf-cache:/cache rerank-server --model bge-reranker-v2-m3
-# The model cache is a volume, so a model is downloaded once and survives the container.
+# The model cache is a volume, so a model is downloaded (or converted) once and survives the container;
+# the checkpoint converter's environment, set up on the first conversion, lives there too.
 FROM python:3.11-slim
 
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
@@ -11,7 +12,8 @@ COPY pyproject.toml README.md models.yaml ./
 COPY server ./server
 RUN pip install --no-cache-dir --no-binary llama-cpp-python .
 
-ENV HF_HOME=/cache RERANK_HOST=0.0.0.0 RERANK_PORT=8080 RERANK_CATALOG=/app/models.yaml
+ENV HF_HOME=/cache RERANK_HOST=0.0.0.0 RERANK_PORT=8080 RERANK_CATALOG=/app/models.yaml \
+    RERANK_CONVERTER_ENV=/cache/converter
 VOLUME /cache
 EXPOSE 8080
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health')"

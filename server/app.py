@@ -13,10 +13,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from .errors import EXCEPTION_HANDLERS
 from .limits import BodyLimit, Limits
+from .lingering import LingeringClose
 from .metrics import Metrics
 from .middleware import ApiKeys, RequestContext
 from .registry import ModelRegistry
-from .routes import ROUTES
+from .routes import PUBLIC_PATHS, ROUTES
 
 
 def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (), limits: Limits = Limits(),
@@ -42,10 +43,11 @@ def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (), limits: Li
         routes=ROUTES,
         middleware=[
             Middleware(RequestContext, metrics=metrics, routes=[route.path for route in ROUTES]),
+            Middleware(LingeringClose),
             *([Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"])]
               if cors_origins else []),
-            Middleware(ApiKeys, keys=api_keys),
+            Middleware(ApiKeys, keys=api_keys, public=PUBLIC_PATHS),
             Middleware(BodyLimit, max_bytes=limits.max_body_bytes),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -54,4 +56,5 @@ def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (), limits: Li
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.limits = limits
+    app.state.auth_required = bool(api_keys)
     return app

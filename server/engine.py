@@ -382,7 +382,7 @@ class RerankEngine:
         unknown = self.info.unknown_token if self.info.unknown_token is not None else 0
         return [
             np.asarray([*pairs_of.head, *segment[:room], *pairs_of.tail], dtype=np.int32)
-            for segment in (pairs_of.segment(query), [*pairs_of.segment(""), unknown])
+            for segment in (pairs_of.segment(pairs_of.query), [*pairs_of.segment(""), unknown])
         ]
 
     # -- scoring ---------------------------------------------------------------------------

@@ -31,6 +31,8 @@ class QueryPairs(Protocol):
     tail: list[int]
     floor: int
     """Tokens at the start of every segment that are not the document (template text, the query)."""
+    query: str
+    """The query as scored (a pre-formatted Qwen3 query without its markers)."""
 
     def segment(self, document: str) -> list[int]: ...
 
@@ -46,6 +48,7 @@ class _SpecialTokenPairs:
     head: list[int]
     tail: list[int]
     tokenize: Tokenize
+    query: str
     floor: int = 0
 
     def segment(self, document: str) -> list[int]:
@@ -67,13 +70,17 @@ class SpecialTokenLayout:
             raise InstructionNotSupported("this model takes no instruction (its pair layout has no place for one)")
         head = [self.bos] if self.bos is not None else []
         return _SpecialTokenPairs([*head, *self.tokenize(query, False), *self.query_end], list(self.doc_end),
-                                  self.tokenize)
+                                  self.tokenize, query)
 
 
 # Special-token literals of chat templates (`<|im_start|>`, `<think>`); each is checked to be one token.
 _SPECIAL_LITERAL = re.compile(r"<\|[^|<>\s]+\|>|</?think>")
 # Qwen3-Reranker's instruction line in its rerank template.
 _INSTRUCTION_LINE = re.compile(r"(<Instruct>: )([^\n]*)")
+# A query written the way vLLM users format Qwen3 prompts by hand (and regolo's example):
+# `[<Instruct>: ]INSTRUCTION\n<Query>: QUERY[\n]`, the instruction line optional.
+_WRITTEN_QUERY = re.compile(r"(?s)(?:(?:<Instruct>: ?)?(?P<instruction>[^\n]*)\n)?<Query>: ?(?P<query>.*?)\n?")
+_DOCUMENT_MARK = "<Document>: "
 
 
 @dataclass
@@ -83,8 +90,14 @@ class _TemplatePairs:
     document_prefix: str
     tokenize: Tokenize
     floor: int
+    query: str
+    written_suffix: str | None = None
+    """Set when the query came pre-formatted: what to strip from the end of its documents."""
 
     def segment(self, document: str) -> list[int]:
+        if self.written_suffix is not None:
+            document = document.removeprefix(_DOCUMENT_MARK)
+            document = document.removesuffix(self.written_suffix) if self.written_suffix else document
         # The document is tokenized with the text before it, as in the whole prompt, so the
         # tokens at the boundary (": " + "The") are the ones the model saw in training.
         return self.tokenize(self.document_prefix + document, False)
@@ -102,6 +115,19 @@ class TemplateLayout:
         self.supports_instruction = found is not None
         self.default_instruction = default_instruction or (found.group(2) if found else None)
         self._pieces = self._split(template)
+        # The template's text before the instruction line and after the document: vLLM users paste
+        # them around their query and documents, and they are stripped with the markers.
+        written = found is not None and "<Query>: {query}" in template and _DOCUMENT_MARK + "{document}" in template
+        self._written_head = template[:found.start()] if written and found else None
+        self._written_tail = template.split("{document}", 1)[1]
+
+    def unwrap(self, query: str) -> tuple[str, str | None] | None:
+        """(query, instruction) of a query that already holds the template's `<Query>: ` part, the
+        instruction line optional; None for a plain query."""
+        if self._written_head is None:
+            return None
+        written = _WRITTEN_QUERY.fullmatch(query.removeprefix(self._written_head))
+        return (written["query"], written["instruction"]) if written else None
 
     def _split(self, template: str) -> list[str | int]:
         pieces: list[str | int] = []
@@ -116,8 +142,13 @@ class TemplateLayout:
         return [p for p in pieces if p != ""]
 
     def for_query(self, query: str, instruction: str | None) -> QueryPairs:
+        """A query written with the template's markers (`...\n<Query>: q`, documents starting
+        `<Document>: `) is scored exactly as the plain query with that instruction."""
         if instruction is not None and not self.supports_instruction:
             raise InstructionNotSupported("this model's rerank template has no instruction line")
+        unwrapped = self.unwrap(query)
+        if unwrapped is not None:
+            query, instruction = unwrapped[0], unwrapped[1] or instruction
         instruction = instruction if instruction is not None else self.default_instruction
         head: list[int] = []
         tail: list[int] = []
@@ -141,4 +172,5 @@ class TemplateLayout:
             else:
                 out += self.tokenize(fill(piece), False)
         assert prefix is not None
-        return _TemplatePairs(head, tail, prefix, self.tokenize, floor=len(self.tokenize(prefix, False)))
+        return _TemplatePairs(head, tail, prefix, self.tokenize, floor=len(self.tokenize(prefix, False)),
+                              query=query, written_suffix=self._written_tail if unwrapped is not None else None)

@@ -66,9 +66,12 @@ class RequestContext:
 
 
 class ApiKeys:
-    """`Authorization: Bearer KEY` on every path but the public ones; keys compared in constant time."""
+    """`Authorization: Bearer KEY` on every path but the public ones; keys compared in constant time.
 
-    def __init__(self, app: ASGIApp, keys: Sequence[str], public: Sequence[str] = ("/health",)) -> None:
+    A bare `Authorization: KEY` is accepted too: LlamaIndex's TEI postprocessor sends its token so.
+    With no keys configured nothing is checked, so `Bearer None` or an empty bearer pass."""
+
+    def __init__(self, app: ASGIApp, keys: Sequence[str], public: Sequence[str] = ()) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
         self.public = frozenset(public)
@@ -77,11 +80,11 @@ class ApiKeys:
         if scope["type"] != "http" or not self.keys or scope["path"] in self.public:
             await self.app(scope, receive, send)
             return
-        header = dict(scope["headers"]).get(b"authorization", b"")
+        header = dict(scope["headers"]).get(b"authorization", b"").strip()
         scheme, _, token = header.partition(b" ")
+        token = token.strip() if scheme.lower() == b"bearer" else header
         # Compare against every key, so the time taken does not tell which one came close.
-        matches = [hmac.compare_digest(token.strip(), key) for key in self.keys]
-        if scheme.lower() == b"bearer" and any(matches):
+        if any([hmac.compare_digest(token, key) for key in self.keys]):
             await self.app(scope, receive, send)
             return
         message = "missing API key: send `Authorization: Bearer <key>`" if not header else "invalid API key"

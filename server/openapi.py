@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
 
 from .schemas import (
+    ClusterAuth,
     CohereRerankRequest,
     CohereRerankResponse,
     ErrorBody,
     Health,
+    ModelDescription,
     ModelList,
     RerankRequest,
     RerankResponse,
+    TEIInfo,
     TEIRank,
     TEIRerankRequest,
 )
@@ -29,6 +33,10 @@ OPERATIONS: list[tuple[str, str, str, tuple[Any, ...], tuple[Any, ...]]] = [
      (RerankRequest, TEIRerankRequest), (RerankResponse, list[TEIRank])),
     ("post", "/v2/rerank", "Rerank documents (Cohere v2)", (CohereRerankRequest,), (CohereRerankResponse,)),
     ("get", "/v1/models", "List the served models", (), (ModelList,)),
+    ("get", "/v1/models/{model}", "Describe one model (OpenAI, with Xinference's model_type)", (),
+     (ModelDescription,)),
+    ("get", "/info", "The first model, as TEI describes itself", (), (TEIInfo,)),
+    ("get", "/v1/cluster/auth", "Whether requests need an API key (Xinference's probe)", (), (ClusterAuth,)),
     ("get", "/health", "Readiness", (), (Health,)),
 ]
 
@@ -36,7 +44,9 @@ ERROR_STATUSES = {"400": "Invalid request", "401": "Missing or invalid API key",
                   "413": "Request too large", "503": "Loading or overloaded"}
 
 
-def openapi_document(title: str = "rerank-server", version: str = "0.1.0") -> dict[str, Any]:
+def openapi_document(public: Collection[str] = (), title: str = "rerank-server",
+                     version: str = "0.1.0") -> dict[str, Any]:
+    """`public`: the paths answered without an API key."""
     types = list(dict.fromkeys(t for _, _, _, req, resp in OPERATIONS for t in (*req, *resp)))
     schemas, components = msgspec.json.schema_components([*types, ErrorBody], ref_template=REF)
     schema_of = dict(zip([*types, ErrorBody], schemas))
@@ -53,8 +63,10 @@ def openapi_document(title: str = "rerank-server", version: str = "0.1.0") -> di
             "responses": {"200": {"description": "OK", "content": content(response)},
                           **{code: {"description": text, **error} for code, text in ERROR_STATUSES.items()}},
         }
-        if path == "/health":
-            operation["security"] = []  # public: orchestrators probe it without a key
+        if path in public:
+            operation["security"] = []
+        if "{model}" in path:
+            operation["parameters"] = [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
         if request:
             operation["requestBody"] = {"required": True, "content": content(request)}
         paths.setdefault(path, {})[method] = operation

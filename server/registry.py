@@ -72,6 +72,7 @@ class ModelSlot:
                 quantization=source.quantization or self.info.weight_type,
                 converted=source.converted,
                 context_length=engine.max_pair_tokens if engine else (self.settings.ctx_size or 0),
+                batch_tokens=self.settings.batch_tokens,
                 scores="probability" if engine and engine.scores_are_probabilities else "logit",
             ),
         )
@@ -133,6 +134,15 @@ class ModelRegistry:
 
     def model_cards(self) -> list[ModelCard]:
         return [slot.card() for slot in self.slots.values()]
+
+    def model_card(self, name: str | None) -> ModelCard:
+        """The card of the model `name` (of the first model when None), or a 404."""
+        if name is None:
+            return next(iter(self.slots.values())).card()
+        if name not in self.slots:
+            raise ApiError(404, f"model {name!r} is not served here; served: {', '.join(self.slots)}",
+                           "model_not_found")
+        return self.slots[name].card()
 
     def close(self) -> None:
         for slot in self.slots.values():

@@ -6,8 +6,9 @@ Nothing here knows llama.cpp; the registry on `app.state` hands out the served m
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -23,6 +24,7 @@ from .registry import ModelRegistry
 from .rerank import RerankJob, RerankOutcome, rerank
 from .scheduler import QueueFull, SchedulerClosed
 from .schemas import (
+    ClusterAuth,
     CohereApiVersion,
     CohereBilledUnits,
     CohereMeta,
@@ -31,11 +33,15 @@ from .schemas import (
     CohereResult,
     CohereTokens,
     Health,
+    ModelDescription,
     ModelList,
     RerankRequest,
     RerankResponse,
     RerankResult,
     ResultDocument,
+    TEIClassifier,
+    TEIInfo,
+    TEIModelType,
     TEIRank,
     TEIRerankRequest,
     Usage,
@@ -43,10 +49,11 @@ from .schemas import (
 
 T = TypeVar("T")
 
-OPENAPI = openapi_document()
-
 # Cohere's documented default for `max_tokens_per_doc`.
 COHERE_MAX_TOKENS_PER_DOC = 4096
+# TEI names weight types as torch does.
+TEI_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+SERVER_VERSION = importlib.metadata.version("rerank-server")
 
 
 class MsgspecResponse(Response):
@@ -56,18 +63,36 @@ class MsgspecResponse(Response):
         return msgspec.json.encode(content)
 
 
-def decode_body(body: bytes, schema: type[T]) -> T:
-    """The request as its Struct, or a 400 whose message names the field at fault."""
+def decode_json(body: bytes) -> Any:
+    """The body's JSON, or a 400 that says what is wrong with it."""
     try:
-        return msgspec.json.decode(body, type=schema)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, f"invalid request: {exc}") from None
+        return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
     except RecursionError:
         raise ApiError(400, "malformed JSON: nested too deeply") from None
+
+
+def to_request(data: Any, schema: type[T]) -> T:
+    """The request as its Struct, or a 400 whose message names the field at fault.
+
+    Clients send harmless variations that a strict schema would refuse: `null` for a field they
+    leave unset (Haystack, Dify, langchain-cohere), booleans as strings (RAGFlow's
+    `"return_documents": "true"`). A top-level `null` counts as absent, and strings convert to the
+    field's type where they spell one (`"true"`, `"3"`); everything else is validated as declared.
+    """
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if value is not None}
+    try:
+        return msgspec.convert(data, schema, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, f"invalid request: {exc}") from None
+
+
+def decode_body(body: bytes, schema: type[T]) -> T:
+    return to_request(decode_json(body), schema)
 
 
 def registry(request: Request) -> ModelRegistry:
@@ -111,18 +136,12 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-class _DialectProbe(msgspec.Struct):
-    """Only tells a TEI body (`texts`) from a Jina one (`documents`) on the shared `/rerank` path."""
-
-    texts: msgspec.Raw = msgspec.Raw()
-
-
 async def rerank_endpoint(request: Request) -> Response:
     """`POST /v1/rerank`: the Jina / llama-box dialect (and TEI's on `/rerank`)."""
-    body = await request.body()
-    if request.url.path == "/rerank" and len(decode_body(body, _DialectProbe).texts):
-        return await tei_rerank(request, decode_body(body, TEIRerankRequest))
-    req = decode_body(body, RerankRequest)
+    data = decode_json(await request.body())
+    if request.url.path == "/rerank" and isinstance(data, dict) and "texts" in data:
+        return await tei_rerank(request, to_request(data, TEIRerankRequest))
+    req = to_request(data, RerankRequest)
     texts = req.document_texts()
     job = RerankJob(query=req.query, documents=texts, top_n=req.top_n, normalize=req.normalize,
                     truncate=req.truncate, instruction=req.instruction)
@@ -142,7 +161,7 @@ async def rerank_endpoint(request: Request) -> Response:
 
 async def tei_rerank(request: Request, req: TEIRerankRequest) -> Response:
     """TEI's answer is a bare array; scores are sigmoids unless `raw_scores`."""
-    job = RerankJob(query=req.query, documents=req.texts, probabilities=not req.raw_scores,
+    job = RerankJob(query=req.query, documents=req.texts, top_n=req.top_n, probabilities=not req.raw_scores,
                     truncate=req.truncate)
     _, outcome = await run_rerank(request, job, None)
     ranks = [TEIRank(index=r.index, score=r.score, text=req.texts[r.index] if req.return_text else None)
@@ -170,6 +189,34 @@ async def list_models(request: Request) -> Response:
     return MsgspecResponse(ModelList(object="list", data=registry(request).model_cards()))
 
 
+async def describe_model(request: Request) -> Response:
+    """`GET /v1/models/{model}`: one model, as OpenAI and Xinference (`model_type`) describe it."""
+    card = registry(request).model_card(request.path_params["model"])
+    return MsgspecResponse(ModelDescription(**msgspec.structs.asdict(card)))
+
+
+async def cluster_auth(request: Request) -> Response:
+    """Xinference's probe, public as there: Dify's Xinference provider asks it without a key."""
+    return MsgspecResponse(ClusterAuth(auth=request.app.state.auth_required))
+
+
+async def tei_info(request: Request) -> Response:
+    """TEI's `GET /info` for the first served model (TEI serves one); Dify's TEI provider reads it."""
+    card = registry(request).model_card(None)
+    limits: Limits = request.app.state.limits
+    return MsgspecResponse(TEIInfo(
+        model_id=card.meta.repository or card.id, model_sha=None,
+        model_dtype=TEI_DTYPES.get(card.meta.quantization or "", (card.meta.quantization or "unknown").lower()),
+        served_model_name=card.id,
+        model_type=TEIModelType(reranker=TEIClassifier(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})),
+        # The queue is bounded in pairs, and every request has at least one.
+        max_concurrent_requests=limits.max_queue_pairs, max_input_length=card.meta.context_length,
+        max_batch_tokens=card.meta.batch_tokens, max_batch_requests=None,
+        max_client_batch_size=limits.max_documents, auto_truncate=True, tokenization_workers=1,
+        version=SERVER_VERSION, sha=None, docker_label=None,
+    ))
+
+
 async def health(request: Request) -> Response:
     registry(request).check_ready()
     return MsgspecResponse(Health(status="ok"))
@@ -189,7 +236,15 @@ ROUTES = [
     *(Route(path, rerank_endpoint, methods=["POST"]) for path in RERANK_PATHS),
     Route("/v2/rerank", cohere_rerank, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", describe_model, methods=["GET"]),
+    Route("/info", tei_info, methods=["GET"]),
+    Route("/v1/cluster/auth", cluster_auth, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
 ]
+
+# Answered without an API key, as the real servers answer them: orchestrators probe /health, and
+# Xinference clients ask /v1/cluster/auth before they know whether to send a key.
+PUBLIC_PATHS = ("/health", "/v1/cluster/auth")
+OPENAPI = openapi_document(public=PUBLIC_PATHS)

@@ -42,6 +42,8 @@ class TEIRerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False
 
     query: NonEmptyStr
     texts: Annotated[list[str], msgspec.Meta(min_length=1)]
+    top_n: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    """Not in TEI's own API; litellm's `huggingface/` provider sends it and expects the cut."""
     raw_scores: bool = False
     return_text: bool = False
     truncate: bool = True
@@ -105,6 +107,7 @@ class ModelMeta(msgspec.Struct):
     quantization: str | None
     converted: bool
     context_length: int
+    batch_tokens: int
     scores: str
 
 
@@ -116,6 +119,49 @@ class ModelCard(msgspec.Struct):
     created: int
     owned_by: str
     meta: ModelMeta
+
+
+class ModelDescription(ModelCard, kw_only=True):
+    """`GET /v1/models/{model}`: the OpenAI model object plus Xinference's `model_type`, which Dify's
+    Xinference provider reads to accept a reranker."""
+
+    model_type: str = "rerank"
+
+
+class ClusterAuth(msgspec.Struct):
+    """`GET /v1/cluster/auth`, Xinference's probe: whether requests need a key."""
+
+    auth: bool
+
+
+class TEIClassifier(msgspec.Struct):
+    id2label: dict[str, str]
+    label2id: dict[str, int]
+
+
+class TEIModelType(msgspec.Struct):
+    reranker: TEIClassifier
+
+
+class TEIInfo(msgspec.Struct):
+    """`GET /info` in TEI's shape (router/src/lib.rs `Info`): Dify's TEI provider checks that
+    `model_type`'s key is `reranker` and reads the limits."""
+
+    model_id: str
+    model_sha: str | None
+    model_dtype: str
+    served_model_name: str
+    model_type: TEIModelType
+    max_concurrent_requests: int
+    max_input_length: int
+    max_batch_tokens: int
+    max_batch_requests: int | None
+    max_client_batch_size: int
+    auto_truncate: bool
+    tokenization_workers: int
+    version: str
+    sha: str | None
+    docker_label: str | None
 
 
 class ModelList(msgspec.Struct):

@@ -123,7 +123,7 @@ ERRORS = [
     (b'{"query": 5, "documents": ["a"]}', "$.query"),
     (b'{"query": "q", "documents": ["a"], "top_n": 0}', "$.top_n"),
     (b'{"query": "q", "documents": ["a"], "top_n": -3}', "$.top_n"),
-    (b'{"query": "q", "documents": ["a"], "top_n": "3"}', "$.top_n"),
+    (b'{"query": "q", "documents": ["a"], "top_n": "three"}', "$.top_n"),
     (b'{"query": "q", "documents": ["a"], "top_n": 1.5}', "$.top_n"),
     (b'{"query": "q", "documents": ["a"], "return_documents": "yes"}', "$.return_documents"),
     (b'["q", "a"]', "Expected `object`"),

@@ -77,7 +77,8 @@ def test_models_list(client):
     assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["xlmr-tiny"]
     meta = body["data"][0]["meta"]
     assert meta == {"family": None, "architecture": "bert", "repository": None, "file": "xlmr-tiny-f32.gguf",
-                    "quantization": "F32", "converted": False, "context_length": 128, "scores": "logit"}
+                    "quantization": "F32", "converted": False, "context_length": 128, "batch_tokens": 256,
+                    "scores": "logit"}
 
 
 def test_metrics_are_a_prometheus_exposition(client, reference):

@@ -9,6 +9,8 @@ import socket
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import httpx
@@ -52,6 +54,17 @@ def test_a_declared_oversize_body_is_refused_before_it_is_sent(limited):
     assert answer.startswith(b"HTTP/1.1 413")
     assert b'"code":413' in answer and str(MAX_BODY).encode() in answer
     assert time.perf_counter() - started < 2
+
+
+def test_a_client_that_sends_its_whole_oversize_body_before_reading_gets_the_413(limited):
+    """urllib sends all 64 MiB before it reads: without lingering close the server's early close
+    reset the connection (ECONNRESET) and the client never saw the answer."""
+    request = urllib.request.Request(f"{limited.url}/v1/rerank", data=b"x" * (64 * 1024 * 1024),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=60)
+    assert err.value.code == 413
+    assert "larger than the limit of 4096 bytes" in json.loads(err.value.read())["error"]["message"]
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(limited):
@@ -172,11 +185,11 @@ def test_an_engine_fault_is_a_500_with_the_request_id_and_the_server_keeps_servi
     from starlette.testclient import TestClient
 
     from server.app import create_app
-    from server.sources import ModelSource
     from server.engine import EngineSettings
     from server.gguf_info import read_gguf_info
     from server.registry import LoadState, ModelRegistry, ModelSlot
     from server.rerank import ServedModel
+    from server.sources import ModelSource
 
     slot = ModelSlot(ModelSource(name="x", path=str(XLMR)), read_gguf_info(XLMR), EngineSettings())
     slot.model, slot.state = ServedModel("x", FaultyEngine()), LoadState.READY

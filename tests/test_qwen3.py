@@ -73,6 +73,29 @@ def test_the_instruction_changes_the_scores(qwen3, qwen3_reference):
     assert not np.array_equal(a[0], b[0])
 
 
+def written_forms(instruction: str, query: str, documents: list[str], head: str, tail: str):
+    """The ways users format Qwen3 prompts by hand: regolo's example (seed 003), with the
+    `<Instruct>: ` prefix, vLLM's full template text around query and documents, and a written
+    query with plain documents."""
+    marked = [f"<Document>: {d}" for d in documents]
+    yield f"{instruction}\n<Query>: {query}", marked
+    yield f"<Instruct>: {instruction}\n<Query>: {query}\n", marked
+    yield f"{head}<Instruct>: {instruction}\n<Query>: {query}\n", [d + tail for d in marked]
+    yield f"{instruction}\n<Query>: {query}", documents
+
+
+def test_a_pre_formatted_qwen3_request_is_the_plain_request_with_its_instruction(qwen3, qwen3_reference):
+    c = qcase(qwen3_reference, "instruction")
+    plain = qwen3.prepare_pairs(c["query"], c["documents"], True, instruction=c["instruction"])
+    assert [len(p) for p in plain] == c["pair_tokens"]
+    template = read_gguf_info(QWEN3).rerank_template
+    head, tail = template.split("<Instruct>: ")[0], template.split("{document}")[1]
+    for query, documents in written_forms(c["instruction"], c["query"], c["documents"], head, tail):
+        written = qwen3.prepare_pairs(query, documents, True)
+        assert [p.tolist() for p in written] == [p.tolist() for p in plain], query
+        np.testing.assert_array_equal(qwen3.decode(written), qwen3.decode(plain))
+
+
 def test_shared_prefix_scores_equal_the_unshared_path(qwen3_reference):
     engine = RerankEngine(read_gguf_info(QWEN3), EngineSettings(flash_attn=False))
     try:
@@ -154,6 +177,10 @@ def test_the_service_serves_qwen3_with_instructions(qwen3_reference):
         srv.wait_ready()
         r = httpx.post(f"{srv.url}/v1/rerank", json={"query": c["query"], "documents": c["documents"],
                                                      "instruction": c["instruction"]}, timeout=60)
+        # Seed 003's request (regolo's documentation): the instruction and markers written by hand.
+        written = httpx.post(f"{srv.url}/v1/rerank", timeout=60, json={
+            "model": "Qwen3-Reranker-4B", "query": f"{c['instruction']}\n<Query>: {c['query']}",
+            "documents": [f"<Document>: {d}" for d in c["documents"]]})
         cohere = httpx.post(f"{srv.url}/v2/rerank", json={"query": c["query"], "documents": c["documents"]},
                             timeout=60)
         models = httpx.get(f"{srv.url}/v1/models").json()
@@ -164,6 +191,10 @@ def test_the_service_serves_qwen3_with_instructions(qwen3_reference):
     got = {x["index"]: x["relevance_score"] for x in body["results"]}
     np.testing.assert_allclose([got[i] for i in range(len(c["documents"]))], c["scores"], atol=SERVED_TOLERANCE)
     assert body["usage"]["prompt_tokens"] == sum(c["pair_tokens"]), "the template's tokens are counted"
+    assert written.json()["usage"] == body["usage"]
+    assert {x["index"]: x["relevance_score"] for x in written.json()["results"]} == got, "scored as the plain request"
+    assert [x["document"]["text"] for x in written.json()["results"]] == \
+        [f"<Document>: {c['documents'][x['index']]}" for x in written.json()["results"]], "documents come back as sent"
     default = qcase(qwen3_reference, "default")
     got_default = {x["index"]: x["relevance_score"] for x in cohere.json()["results"]}
     np.testing.assert_allclose([got_default[i] for i in range(len(default["documents"]))], default["scores"],

@@ -60,21 +60,23 @@ def resolve_model(text: str, catalog: Catalog, converter: ConverterEnv) -> Model
 def _from_hub(spec: ModelSpec, converter: ConverterEnv) -> ModelSource:
     repo = str(spec.repo)
     revision = spec.entry.revision if spec.entry else "main"
-    source = dict(name=spec.served_name, entry=spec.entry, repository=repo)
     if spec.kind == "file":
-        filename = str(spec.filename)
-        return ModelSource(**source, path=hub.download(repo, filename, revision), file=filename,
-                           quantization=_tag(filename))
+        return _gguf(spec, repo, str(spec.filename), revision)
     listing = hub.list_repo(repo, revision)
     wanted = spec.quantization or (spec.entry.quantization if spec.entry else None)
     if any(f.lower().endswith(".gguf") for f in listing.files):
         where = f"{repo} (as cached: HF_HUB_OFFLINE or hub unreachable)" if listing.from_cache else repo
-        filename = choose_file(listing.files, wanted, PREFERRED_TYPES, where)
-        return ModelSource(**source, path=hub.download(repo, filename, revision), file=filename,
-                           quantization=_tag(filename))
+        return _gguf(spec, repo, choose_file(listing.files, wanted, PREFERRED_TYPES, where), revision)
     if "config.json" in listing.files:
         return _converted(spec, listing, wanted, converter)
     raise ModelSourceError(f"{repo} holds neither GGUF files nor a Hugging Face checkpoint (config.json)")
+
+
+def _gguf(spec: ModelSpec, repo: str, filename: str, revision: str) -> ModelSource:
+    """A GGUF of the repository, from the cache or downloaded."""
+    tag = tag_of(filename)
+    return ModelSource(name=spec.served_name, path=hub.download(repo, filename, revision), entry=spec.entry,
+                       repository=repo, file=filename, quantization=canonical(tag) if tag else None)
 
 
 def _converted(spec: ModelSpec, listing: hub.RepoListing, wanted: str | None,
@@ -89,8 +91,3 @@ def _converted(spec: ModelSpec, listing: hub.RepoListing, wanted: str | None,
         converter.convert(checkpoint, repo, out, tag)
     return ModelSource(name=spec.served_name, path=str(out), entry=spec.entry, repository=repo,
                        file=out.name, quantization=tag, converted=True)
-
-
-def _tag(filename: str) -> str | None:
-    tag = tag_of(filename)
-    return canonical(tag) if tag else None

@@ -14,7 +14,7 @@ ARGS   ?=
 # A cached CPU wheel must not stand in for a GPU build, so a build with CMAKE_ARGS skips pip's
 # cache. To rebuild an existing .venv for another backend: make clean install.
 
-.PHONY: install run-model test converter convert fixtures bench clean
+.PHONY: install run-model test browser converter convert fixtures bench clean
 
 install: $(VENV)/.installed
 
@@ -31,8 +31,15 @@ $(VENV)/.test-installed: $(VENV)/.installed
 run-model: install
 	$(PY) -m server $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) $(ARGS)
 
-test: $(VENV)/.test-installed converter
+test: $(VENV)/.test-installed converter browser
 	$(PY) -m pytest
+
+# Headless Chromium and its driver for tests/test_docs.py, from Debian's packages (CI runs as root);
+# a no-op once both are there.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      chromium chromium-driver >/dev/null; }
 
 # The checkpoint converter's environment (torch CPU, transformers, llama.cpp's convert_hf_to_gguf.py
 # from the engine's own sources), set up by the server's own code; a no-op once it is ready. The

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .docs import DOCS_PUBLIC_PATHS, DOCS_ROUTES
 from .engine import InputError
 from .errors import ApiError
 from .limits import Limits
@@ -242,9 +243,12 @@ ROUTES = [
     Route("/health", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    *DOCS_ROUTES,
 ]
 
-# Answered without an API key, as the real servers answer them: orchestrators probe /health, and
-# Xinference clients ask /v1/cluster/auth before they know whether to send a key.
-PUBLIC_PATHS = ("/health", "/v1/cluster/auth")
+# Answered without an API key, as the real servers answer them: orchestrators probe /health,
+# Xinference clients ask /v1/cluster/auth before they know whether to send a key, and the API page
+# (/docs, its files and /openapi.json) describes an API that is not secret; calls made from the
+# page still need the key.
+PUBLIC_PATHS = ("/health", "/v1/cluster/auth", *DOCS_PUBLIC_PATHS)
 OPENAPI = openapi_document(public=PUBLIC_PATHS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import time
 import uuid
 from typing import Any, TypeVar
 
@@ -34,6 +35,9 @@ from .schemas import (
     CohereResult,
     CohereTokens,
     Health,
+    InfinityRerankRequest,
+    InfinityRerankResponse,
+    InfinityResult,
     ModelDescription,
     ModelList,
     RerankRequest,
@@ -140,8 +144,12 @@ async def _client_gone(request: Request) -> None:
 async def rerank_endpoint(request: Request) -> Response:
     """`POST /v1/rerank`: the Jina / llama-box dialect (and TEI's on `/rerank`)."""
     data = decode_json(await request.body())
-    if request.url.path == "/rerank" and isinstance(data, dict) and "texts" in data:
-        return await tei_rerank(request, to_request(data, TEIRerankRequest))
+    if request.url.path == "/rerank" and isinstance(data, dict):
+        # The bare path is shared: TEI sends `texts`, Infinity's clients send `raw_scores`.
+        if "texts" in data:
+            return await tei_rerank(request, to_request(data, TEIRerankRequest))
+        if "raw_scores" in data:
+            return await infinity_rerank(request, to_request(data, InfinityRerankRequest))
     req = to_request(data, RerankRequest)
     texts = req.document_texts()
     job = RerankJob(query=req.query, documents=texts, top_n=req.top_n, normalize=req.normalize,
@@ -168,6 +176,18 @@ async def tei_rerank(request: Request, req: TEIRerankRequest) -> Response:
     ranks = [TEIRank(index=r.index, score=r.score, text=req.texts[r.index] if req.return_text else None)
              for r in outcome.ranked]
     return MsgspecResponse(ranks)
+
+
+async def infinity_rerank(request: Request, req: InfinityRerankRequest) -> Response:
+    """Infinity's answer: `object` "rerank", documents as strings, sigmoid scores unless `raw_scores`."""
+    job = RerankJob(query=req.query, documents=req.documents, top_n=req.top_n, probabilities=not req.raw_scores)
+    served_name, outcome = await run_rerank(request, job, req.model)
+    results = [InfinityResult(relevance_score=r.score, index=r.index,
+                              document=req.documents[r.index] if req.return_documents else None)
+               for r in outcome.ranked]
+    usage = Usage(prompt_tokens=outcome.prompt_tokens, total_tokens=outcome.prompt_tokens)
+    return MsgspecResponse(InfinityRerankResponse(results=results, model=req.model or served_name, usage=usage,
+                                                  id=str(uuid.uuid4()), created=int(time.time())))
 
 
 async def cohere_rerank(request: Request) -> Response:

@@ -55,6 +55,40 @@ class TEIRank(msgspec.Struct, omit_defaults=True):
     text: str | None = None
 
 
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class InfinityRerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """`POST /rerank` with `documents` and `raw_scores`: Infinity's API (infinity_client's
+    `RerankInput`), which langchain-community's `InfinityRerank` speaks."""
+
+    query: NonEmptyStr
+    documents: Annotated[list[str], msgspec.Meta(min_length=1)]
+    model: str | None = None
+    top_n: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    return_documents: bool = False
+    raw_scores: bool = False
+
+
+class InfinityResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    relevance_score: float
+    index: int
+    document: str | None = None
+
+
+class InfinityRerankResponse(msgspec.Struct, kw_only=True):
+    """infinity_client's `ReRankResult`: it refuses any `object` but "rerank"."""
+
+    object: str = "rerank"
+    results: list[InfinityResult]
+    model: str
+    usage: Usage
+    id: str
+    created: int
+
+
 class CohereRerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     """`POST /v2/rerank`: Cohere's v2 API."""
 
@@ -179,11 +213,6 @@ class RerankResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     index: int
     document: ResultDocument | None = None
     relevance_score: float
-
-
-class Usage(msgspec.Struct):
-    prompt_tokens: int
-    total_tokens: int
 
 
 class RerankResponse(msgspec.Struct):

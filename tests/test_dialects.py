@@ -41,6 +41,25 @@ def test_tei_dialect_returns_a_bare_sorted_array(client, reference):
                                atol=TOLERANCE)
 
 
+def test_infinity_dialect_on_rerank_with_raw_scores(client, reference):
+    """Infinity's answer (infinity_client's ReRankResult): object "rerank", documents as strings when
+    asked, sigmoid scores unless raw_scores."""
+    c = case(reference, "panda")
+    body = client.post("/rerank", json={"query": c["query"], "documents": c["documents"], "raw_scores": False,
+                                        "return_documents": True, "model": "xlmr-tiny"}).json()
+    assert body["object"] == "rerank" and body["model"] == "xlmr-tiny"
+    assert {"id", "created", "usage"} <= set(body) and body["usage"]["prompt_tokens"] == sum(c["pair_tokens"])
+    assert all(r["document"] == c["documents"][r["index"]] for r in body["results"])
+    expected = sigmoid(c["scores"])
+    assert [r["index"] for r in body["results"]] == np.argsort(-expected, kind="stable").tolist()
+    np.testing.assert_allclose([r["relevance_score"] for r in body["results"]],
+                               expected[[r["index"] for r in body["results"]]], atol=TOLERANCE)
+    raw = client.post("/rerank", json={"query": c["query"], "documents": c["documents"], "raw_scores": True}).json()
+    assert all("document" not in r for r in raw["results"]), "Infinity's return_documents defaults to false"
+    np.testing.assert_allclose(sorted(r["relevance_score"] for r in raw["results"]), sorted(c["scores"]),
+                               atol=TOLERANCE)
+
+
 def test_tei_errors_name_the_field(client):
     r = client.post("/rerank", json={"query": "q", "texts": []})
     assert r.status_code == 400 and "$.texts" in r.json()["error"]["message"]

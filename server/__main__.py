@@ -55,7 +55,8 @@ def model_slots(config: ServerConfig, catalog: Catalog) -> list[ModelSlot]:
         settings = config.engine_settings(entry.context_length if entry else None,
                                           entry.instruction if entry else None)
         alias = config.aliases[i] if i < len(config.aliases) else None
-        slots.append(ModelSlot(source, info, settings, alias=alias))
+        slots.append(ModelSlot(source, info, settings, alias=alias, long_documents=config.long_documents_for(entry),
+                               windows=config.window_plan(entry)))
     return slots
 
 

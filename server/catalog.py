@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from .windows import LastWindow, LongDocuments
+
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "models.yaml"
 
 Family = Literal["bge", "bce", "jina", "jina-v2", "gte", "qwen3"]
@@ -27,6 +29,10 @@ class CatalogEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     context_length: Annotated[int, msgspec.Meta(gt=0)]
     quantization: Annotated[str, msgspec.Meta(pattern=r"^[\w.]+$")]
     revision: str = "main"
+    long_documents: LongDocuments = "truncate"
+    """How documents longer than the context are scored by default: as the model's own library does."""
+    last_window: LastWindow = "short"
+    """`aligned` where the model's library ends the last window at the document's end (jina-v2)."""
     instruction: str | None = None
     """Default task instruction for models whose template has one (Qwen3)."""
     refused: str | None = None

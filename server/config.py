@@ -17,10 +17,11 @@ from typing import Annotated
 
 import msgspec
 
-from .catalog import DEFAULT_CATALOG
+from .catalog import DEFAULT_CATALOG, CatalogEntry
 from .conversion import DEFAULT_ENV as DEFAULT_CONVERTER_ENV
 from .engine import EngineSettings
 from .limits import Limits
+from .windows import LongDocuments, WindowPlan
 
 DEFAULTS = Limits()
 
@@ -56,7 +57,19 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     converter_env: str = str(DEFAULT_CONVERTER_ENV)
     fetch_only: bool = False
     """Download (or convert) and check the models, print their files, and exit."""
+    long_documents: LongDocuments | None = None
+    """None: each catalog entry's default, else truncate."""
+    window_tokens: Positive | None = None
+    window_overlap: Annotated[int, msgspec.Meta(ge=0)] = 80
+    max_windows_per_document: Positive = 32
     log_level: str = "info"
+
+    def long_documents_for(self, entry: CatalogEntry | None) -> LongDocuments:
+        return self.long_documents or (entry.long_documents if entry else "truncate")
+
+    def window_plan(self, entry: CatalogEntry | None) -> WindowPlan:
+        return WindowPlan(overlap=self.window_overlap, last=entry.last_window if entry else "short",
+                          max_windows=self.max_windows_per_document, pair_tokens=self.window_tokens)
 
     def limits(self) -> Limits:
         return Limits(max_body_bytes=self.max_body_bytes, max_documents=self.max_documents,
@@ -130,6 +143,14 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"seconds before a request is answered 504 (default {DEFAULTS.request_timeout:g})")
     p.add_argument("--shutdown-grace", type=float,
                    help="seconds to finish in-flight requests after SIGTERM (default 30)")
+    p.add_argument("--long-documents", choices=["truncate", "windows"],
+                   help="score a document longer than the context by its best window, or cut it "
+                        "(default: the catalog entry's, else truncate)")
+    p.add_argument("--window-tokens", type=int,
+                   help="the longest pair of query and window in tokens (default: the context)")
+    p.add_argument("--window-overlap", type=int, help="tokens shared by consecutive windows (default 80)")
+    p.add_argument("--max-windows-per-document", type=int,
+                   help="more windows for one document is a 413 (default 32)")
     p.add_argument("--catalog", help="path of the model catalog (default: models.yaml)")
     p.add_argument("--converter-env", help="where the checkpoint converter's environment is set up on first "
                    f"use (default {DEFAULT_CONVERTER_ENV})")
@@ -157,6 +178,9 @@ ENVIRONMENT = {
     "max_documents": ("RERANK_MAX_DOCUMENTS", "int"), "max_text_chars": ("RERANK_MAX_TEXT_CHARS", "int"),
     "max_queue_pairs": ("RERANK_MAX_QUEUE_PAIRS", "int"), "request_timeout": ("RERANK_REQUEST_TIMEOUT", "float"),
     "shutdown_grace": ("RERANK_SHUTDOWN_GRACE", "float"),
+    "long_documents": ("RERANK_LONG_DOCUMENTS", "str"), "window_tokens": ("RERANK_WINDOW_TOKENS", "int"),
+    "window_overlap": ("RERANK_WINDOW_OVERLAP", "int"),
+    "max_windows_per_document": ("RERANK_MAX_WINDOWS_PER_DOCUMENT", "int"),
     "catalog": ("RERANK_CATALOG", "str"), "converter_env": ("RERANK_CONVERTER_ENV", "str"),
     "log_level": ("RERANK_LOG_LEVEL", "str"),
 }

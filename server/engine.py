@@ -23,6 +23,7 @@ import numpy as np
 
 from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo, tensor_rows
 from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, TemplateLayout, Tokenize
+from .windows import TooManyWindows, WindowPlan, window_spans
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +360,37 @@ class RerankEngine:
                 segment = segment[:room]
             pairs.append(np.asarray([*pairs_of.head, *segment, *pairs_of.tail], dtype=np.int32))
         return pairs
+
+    def prepare_windows(self, query: str, documents: Sequence[str], plan: WindowPlan,
+                        max_doc_tokens: int | None = None,
+                        instruction: str | None = None) -> tuple[list[np.ndarray], list[int]]:
+        """Every window of every document as a pair, and the document each pair belongs to.
+
+        A document that fits is one pair, exactly as prepare_pairs() makes it; a longer one is cut
+        into windows of the room its pair leaves (at most `plan.pair_tokens` tokens a pair). The
+        template text before the document (Qwen3's `<Document>: `) starts every window.
+        """
+        pairs_of, room = self._query_pairs(query, instruction)
+        if plan.pair_tokens is not None:
+            room = min(room, plan.pair_tokens - len(pairs_of.head) - len(pairs_of.tail))
+            if room - pairs_of.floor < 1:
+                raise InputTooLongError(f"the query leaves no room for a document in a window of "
+                                        f"{plan.pair_tokens} tokens")
+        pairs: list[np.ndarray] = []
+        owners: list[int] = []
+        for index, document in enumerate(documents):
+            segment = pairs_of.segment(document)
+            before, text = segment[: pairs_of.floor], segment[pairs_of.floor:]
+            if max_doc_tokens is not None:
+                text = text[:max_doc_tokens]
+            spans = window_spans(len(text), room - pairs_of.floor, plan.overlap, plan.last)
+            if len(spans) > plan.max_windows:
+                raise TooManyWindows(f"document {index} needs {len(spans)} windows of {room} tokens, more than "
+                                     f"the limit of {plan.max_windows} per document")
+            for start, end in spans:
+                pairs.append(np.asarray([*pairs_of.head, *before, *text[start:end], *pairs_of.tail], dtype=np.int32))
+                owners.append(index)
+        return pairs, owners
 
     def _query_pairs(self, query: str, instruction: str | None):
         """The request's fixed parts, and how many segment tokens a pair may hold."""

@@ -15,6 +15,7 @@ from .rerank import ServedModel
 from .scheduler import BatchObserver
 from .schemas import ModelCard, ModelMeta
 from .sources import ModelSource
+from .windows import LongDocuments, WindowPlan
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,13 @@ class ModelSlot:
     """One configured model: where it comes from, and its engine once loaded."""
 
     def __init__(self, source: ModelSource, info: GGUFInfo, settings: EngineSettings,
-                 alias: str | None = None) -> None:
+                 alias: str | None = None, long_documents: LongDocuments = "truncate",
+                 windows: WindowPlan = WindowPlan()) -> None:
         self.source = source
         self.info = info
         self.settings = settings
+        self.long_documents = long_documents
+        self.windows = windows
         self.name = alias or source.name
         self.state = LoadState.LOADING
         self.error: str | None = None
@@ -49,7 +53,8 @@ class ModelSlot:
         started = time.perf_counter()
         try:
             engine = RerankEngine(self.info, self.settings)
-            self.model = ServedModel(self.name, engine, on_batch, max_queued_pairs)
+            self.model = ServedModel(self.name, engine, on_batch, max_queued_pairs, self.long_documents,
+                                     self.windows)
         except Exception as exc:
             self.state, self.error = LoadState.FAILED, str(exc)
             log.error("cannot serve %s: %s", self.name, exc)
@@ -73,6 +78,7 @@ class ModelSlot:
                 converted=source.converted,
                 context_length=engine.max_pair_tokens if engine else (self.settings.ctx_size or 0),
                 batch_tokens=self.settings.batch_tokens,
+                long_documents=self.long_documents,
                 scores="probability" if engine and engine.scores_are_probabilities else "logit",
             ),
         )

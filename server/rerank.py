@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 import numpy as np
 
 from .engine import RerankEngine, shared_prefix_length
 from .scheduler import BatchObserver, Scheduler
+from .windows import LongDocuments, WindowPlan
 
 
 class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,6 +31,9 @@ class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
     truncate: bool = True
     max_doc_tokens: int | None = None
     instruction: str | None = None
+    long_documents: LongDocuments | Literal["chunks"] | None = None
+    """How a document longer than its pair's room is scored; None: the model's default. `chunks`:
+    Cohere's non-overlapping windows of the whole context."""
 
 
 class RankedDocument(msgspec.Struct, frozen=True):
@@ -45,10 +50,21 @@ class ServedModel:
     """A loaded model as requests see it: its served name, engine and scheduler."""
 
     def __init__(self, name: str, engine: RerankEngine, on_batch: BatchObserver | None = None,
-                 max_queued_pairs: int | None = None) -> None:
+                 max_queued_pairs: int | None = None, long_documents: LongDocuments = "truncate",
+                 windows: WindowPlan = WindowPlan()) -> None:
         self.name = name
         self.engine = engine
         self.scheduler = Scheduler(engine, name, on_batch, max_queued_pairs)
+        self.long_documents = long_documents
+        self.windows = windows
+
+    def window_plan(self, mode: LongDocuments | Literal["chunks"]) -> WindowPlan | None:
+        """None when documents are truncated; Cohere's chunks fill the context and do not overlap."""
+        if mode == "truncate":
+            return None
+        if mode == "chunks":
+            return msgspec.structs.replace(self.windows, overlap=0, last="short", pair_tokens=None)
+        return self.windows
 
     def close(self) -> None:
         self.scheduler.close()
@@ -57,14 +73,22 @@ class ServedModel:
 
 async def rerank(model: ServedModel, job: RerankJob) -> RerankOutcome:
     engine = model.engine
+    plan = model.window_plan(job.long_documents or model.long_documents)
     # Tokenising 100 documents takes milliseconds of CPU: keep it off the event loop.
-    pairs = await asyncio.to_thread(engine.prepare_pairs, job.query, job.documents, job.truncate,
-                                    job.max_doc_tokens, job.instruction)
+    if plan is None:
+        pairs = await asyncio.to_thread(engine.prepare_pairs, job.query, job.documents, job.truncate,
+                                        job.max_doc_tokens, job.instruction)
+        owners = list(range(len(pairs)))
+    else:
+        pairs, owners = await asyncio.to_thread(engine.prepare_windows, job.query, job.documents, plan,
+                                                job.max_doc_tokens, job.instruction)
     anchors = await asyncio.to_thread(engine.anchor_pairs, job.query, job.instruction) if job.normalize else []
     everything = [*pairs, *anchors]
     scores = await model.scheduler.score(everything, shared_prefix_length(everything) if engine.causal else 0)
     prompt_tokens = sum(len(p) for p in pairs) + sum(len(p) for p in anchors)
-    document_scores = scores[: len(pairs)]
+    # A document scores as its best window (the same order for logits and their sigmoids).
+    document_scores = np.full(len(job.documents), -np.inf, dtype=np.float64)
+    np.maximum.at(document_scores, owners, scores[: len(pairs)])
     if job.normalize:
         document_scores = normalize_like_llama_box(document_scores, scores[len(pairs)], scores[len(pairs) + 1])
     elif job.probabilities and not engine.scores_are_probabilities:

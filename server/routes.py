@@ -51,6 +51,7 @@ from .schemas import (
     TEIRerankRequest,
     Usage,
 )
+from .windows import TooManyWindows
 
 T = TypeVar("T")
 
@@ -125,6 +126,8 @@ async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -
                             f"its remaining work was dropped")
     try:
         outcome = work.result()
+    except TooManyWindows as exc:
+        raise ApiError(413, str(exc)) from None
     except InputError as exc:
         raise ApiError(400, str(exc)) from None
     except QueueFull as exc:
@@ -153,7 +156,7 @@ async def rerank_endpoint(request: Request) -> Response:
     req = to_request(data, RerankRequest)
     texts = req.document_texts()
     job = RerankJob(query=req.query, documents=texts, top_n=req.top_n, normalize=req.normalize,
-                    truncate=req.truncate, instruction=req.instruction)
+                    truncate=req.truncate, instruction=req.instruction, long_documents=req.long_documents)
     served_name, outcome = await run_rerank(request, job, req.model)
     results = [
         RerankResult(
@@ -171,7 +174,7 @@ async def rerank_endpoint(request: Request) -> Response:
 async def tei_rerank(request: Request, req: TEIRerankRequest) -> Response:
     """TEI's answer is a bare array; scores are sigmoids unless `raw_scores`."""
     job = RerankJob(query=req.query, documents=req.texts, top_n=req.top_n, probabilities=not req.raw_scores,
-                    truncate=req.truncate)
+                    truncate=req.truncate, long_documents=req.long_documents)
     _, outcome = await run_rerank(request, job, None)
     ranks = [TEIRank(index=r.index, score=r.score, text=req.texts[r.index] if req.return_text else None)
              for r in outcome.ranked]
@@ -193,8 +196,9 @@ async def infinity_rerank(request: Request, req: InfinityRerankRequest) -> Respo
 async def cohere_rerank(request: Request) -> Response:
     """`POST /v2/rerank`: Cohere's v2 API, scores in [0, 1]."""
     req = decode_body(await request.body(), CohereRerankRequest)
-    job = RerankJob(query=req.query, documents=req.document_texts(), top_n=req.top_n,
-                    probabilities=True, max_doc_tokens=req.max_tokens_per_doc or COHERE_MAX_TOKENS_PER_DOC)
+    # Cohere's long documents: cut to max_tokens_per_doc, then scored in non-overlapping chunks.
+    job = RerankJob(query=req.query, documents=req.document_texts(), top_n=req.top_n, probabilities=True,
+                    max_doc_tokens=req.max_tokens_per_doc or COHERE_MAX_TOKENS_PER_DOC, long_documents="chunks")
     _, outcome = await run_rerank(request, job, req.model)
     meta = CohereMeta(
         api_version=CohereApiVersion(version="2"),

@@ -7,7 +7,7 @@ Responses are Structs too, so their keys come out in declaration order.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -32,6 +32,8 @@ class RerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     truncate: bool = True
     instruction: NonEmptyStr | None = None
     """Task instruction for models whose template has one (Qwen3-Reranker); replaces the default."""
+    long_documents: Literal["truncate", "windows"] | None = None
+    """A document longer than the context: cut at its end, or scored by its best window; default: the model's."""
 
     def document_texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]
@@ -47,6 +49,7 @@ class TEIRerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False
     raw_scores: bool = False
     return_text: bool = False
     truncate: bool = True
+    long_documents: Literal["truncate", "windows"] | None = None
 
 
 class TEIRank(msgspec.Struct, omit_defaults=True):
@@ -142,6 +145,8 @@ class ModelMeta(msgspec.Struct):
     converted: bool
     context_length: int
     batch_tokens: int
+    long_documents: str
+    """`truncate` or `windows`: how this model scores a document longer than its context by default."""
     scores: str
 
 

@@ -97,7 +97,7 @@ def test_models_list(client):
     meta = body["data"][0]["meta"]
     assert meta == {"family": None, "architecture": "bert", "repository": None, "file": "xlmr-tiny-f32.gguf",
                     "quantization": "F32", "converted": False, "context_length": 128, "batch_tokens": 256,
-                    "scores": "logit"}
+                    "long_documents": "truncate", "scores": "logit"}
 
 
 def test_metrics_are_a_prometheus_exposition(client, reference):

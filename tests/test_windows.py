@@ -1,0 +1,150 @@
+"""Long documents in windows: the spans, the pairs, the limit, and windows as ordinary pairs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from server.engine import EngineSettings, RerankEngine
+from server.gguf_info import read_gguf_info
+from server.rerank import RerankJob, ServedModel, rerank
+from server.windows import TooManyWindows, WindowPlan, window_spans
+
+from .conftest import XLMR, RunningServer, case
+
+
+def bcembedding_spans(length: int, room: int, overlap: int) -> list[tuple[int, int]]:
+    """BCEmbedding 0.1.5's loop (BCEmbedding/models/utils.py, reranker_tokenize_preproc), as written."""
+    if length <= room:
+        return [(0, length)]
+    overlap = min(overlap, room // 4)
+    spans, start = [], 0
+    while start < length:
+        end = start + room
+        spans.append((start, min(end, length)))
+        start = end - overlap if end < length else end
+    return spans
+
+
+@pytest.mark.parametrize("room,overlap", [(10, 80), (100, 80), (101, 25), (7, 3), (400, 80)])
+def test_spans_are_bcembeddings(room, overlap):
+    for length in range(1, 5 * room + 7):
+        assert window_spans(length, room, overlap, "short") == bcembedding_spans(length, room, overlap)
+
+
+@pytest.mark.parametrize("length,room", [(1, 10), (10, 10), (11, 10), (95, 20), (400, 128)])
+def test_an_aligned_last_window_is_full_length_and_ends_the_document(length, room):
+    spans = window_spans(length, room, 5, "aligned")
+    assert spans[-1][1] == length and all(end - start == min(room, length) for start, end in spans)
+    assert [s for s, _ in spans] == sorted(s for s, _ in spans)
+    covered = set(itertools.chain.from_iterable(range(s, e) for s, e in spans))
+    assert covered == set(range(length)), "every token is in a window"
+
+
+def test_a_document_that_fits_is_one_pair_as_when_truncating(engine, reference):
+    c = case(reference, "panda")
+    pairs, owners = engine.prepare_windows(c["query"], c["documents"], WindowPlan())
+    assert owners == [0, 1, 2]
+    assert [p.tolist() for p in pairs] == [p.tolist() for p in engine.prepare_pairs(c["query"], c["documents"], True)]
+
+
+def test_windows_hold_the_query_and_consecutive_pieces_of_the_document(engine, reference):
+    c = case(reference, "long")  # the second document is 1,625 characters, the context 128 tokens
+    plan = WindowPlan(overlap=16)
+    pairs, owners = engine.prepare_windows(c["query"], c["documents"], plan)
+    truncated = engine.prepare_pairs(c["query"], c["documents"], True)
+    head = truncated[1][: truncated[1].tolist().index(2) + 2]  # <s> query </s></s>
+    windows = [p for p, owner in zip(pairs, owners, strict=True) if owner == 1]
+    assert len(windows) > 2 and owners.count(0) == owners.count(2) == 1
+    assert all(len(w) <= engine.max_pair_tokens and w[: len(head)].tolist() == head.tolist() for w in windows)
+    assert windows[0].tolist() == truncated[1].tolist(), "the first window is the truncated pair"
+    pieces = [w[len(head):-1].tolist() for w in windows]
+    assert all(a[-16:] == b[:16] for a, b in itertools.pairwise(pieces)), "consecutive windows overlap by 16"
+
+
+def test_too_many_windows_is_refused_before_any_scoring(engine, reference):
+    c = case(reference, "long")
+    with pytest.raises(TooManyWindows, match="document 1 needs .* windows .* more than the limit of 2"):
+        engine.prepare_windows(c["query"], c["documents"], WindowPlan(max_windows=2))
+
+
+class RecordingEngine:
+    """The real engine, recording which pairs each decode held."""
+
+    def __init__(self, engine: RerankEngine) -> None:
+        self._engine = engine
+        self.decodes: list[list[int]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def decode(self, pairs, shared_prefix=0):
+        self.decodes.append([len(p) for p in pairs])
+        return self._engine.decode(pairs, shared_prefix)
+
+
+def test_windows_are_batched_with_other_requests_pairs(reference):
+    """A long document's windows and a short request's pairs share decodes, and the long document
+    scores as its best window."""
+    c = case(reference, "long")
+    engine = RerankEngine(read_gguf_info(XLMR), EngineSettings(batch_tokens=512))
+    recording = RecordingEngine(engine)
+    model = ServedModel("tiny", recording, long_documents="windows", windows=WindowPlan(overlap=16))
+    try:
+        async def both():
+            return await asyncio.gather(
+                rerank(model, RerankJob(query=c["query"], documents=c["documents"])),
+                rerank(model, RerankJob(query="a panda?", documents=["bamboo"] * 6)))
+        long, short = asyncio.run(both())
+        pairs, owners = engine.prepare_windows(c["query"], c["documents"], model.windows)
+        short_length = len(engine.prepare_pairs("a panda?", ["bamboo"], True)[0])
+        window_scores = [float(engine.decode([pair])[0]) for pair in pairs]
+    finally:
+        model.close()  # and the engine with it
+    assert any(short_length in d and max(d) > short_length for d in recording.decodes), recording.decodes
+    best = {i: max(s for s, o in zip(window_scores, owners, strict=True) if o == i) for i in range(3)}
+    # Flash attention rounds in f16, and the rounding depends on what shares the decode (6.3e-4 here).
+    assert {r.index: r.score for r in long.ranked} == pytest.approx(best, abs=2e-3)
+    assert long.prompt_tokens == sum(len(p) for p in pairs), "usage counts every window"
+
+
+@pytest.fixture(scope="module")
+def windows_server() -> Iterator[RunningServer]:
+    srv = RunningServer("--model", str(XLMR), "--long-documents", "windows", "--window-overlap", "16",
+                        "--max-windows-per-document", "8")
+    srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
+def test_the_served_mode_and_the_request_field(windows_server, reference):
+    c = case(reference, "long")
+    url = f"{windows_server.url}/v1/rerank"
+    meta = httpx.get(f"{windows_server.url}/v1/models").json()["data"][0]["meta"]
+    assert meta["long_documents"] == "windows"
+    windowed = httpx.post(url, json={"query": c["query"], "documents": c["documents"]}).json()
+    truncated = httpx.post(url, json={"query": c["query"], "documents": c["documents"],
+                                      "long_documents": "truncate"}).json()
+    assert truncated["usage"]["prompt_tokens"] == sum(c["pair_tokens"])
+    assert windowed["usage"]["prompt_tokens"] > truncated["usage"]["prompt_tokens"], "every window counts"
+    scores = {mode: {r["index"]: r["relevance_score"] for r in body["results"]}
+              for mode, body in (("windows", windowed), ("truncate", truncated))}
+    assert scores["windows"][0] == pytest.approx(scores["truncate"][0], abs=1e-6), "short documents: one pair"
+    assert scores["windows"][1] >= scores["truncate"][1] - 1e-6, "the first window is the truncated pair"
+    tei = httpx.post(f"{windows_server.url}/rerank", json={"query": c["query"], "texts": c["documents"],
+                                                          "raw_scores": True, "long_documents": "windows"}).json()
+    assert {r["index"]: r["score"] for r in tei} == pytest.approx(scores["windows"], abs=1e-6)
+
+
+def test_the_window_limit_is_a_413_and_truncate_false_is_still_a_400(windows_server, reference):
+    c = case(reference, "long")
+    r = httpx.post(f"{windows_server.url}/v1/rerank",
+                   json={"query": c["query"], "documents": ["panda " * 2000]})
+    assert r.status_code == 413 and "more than the limit of 8 per document" in r.json()["error"]["message"]
+    r = httpx.post(f"{windows_server.url}/v1/rerank", json={"query": c["query"], "documents": c["documents"],
+                                                            "long_documents": "truncate", "truncate": False})
+    assert r.status_code == 400 and "document 1" in r.json()["error"]["message"]

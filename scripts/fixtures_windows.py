@@ -30,7 +30,7 @@ How to run (BCEmbedding pins transformers<4.37, so it needs its own venv; `make 
     .venv-bce/bin/pip install torch==2.13.0 transformers==4.36.2 sentencepiece protobuf numpy
     .venv-bce/bin/pip install --no-deps BCEmbedding==0.1.5
     .venv-bce/bin/python scripts/fixtures_windows.py [--out FILE]
-    .venv-fixtures/bin/python scripts/fixtures_windows.py --check [--out FILE]
+    .venv-fixtures/bin/python scripts/fixtures_windows.py --check [--out FILE]   # transformers 5
 
 BCEmbedding's other dependencies (datasets, sentence-transformers) are not needed by
 `RerankerModel`, hence `--no-deps`. Two things the library needs worked around, without
@@ -83,8 +83,9 @@ MAX_JSON_BYTES = 200_000
 
 JINA_SOURCE = {
     "repository": "jinaai/jina-reranker-v2-base-multilingual (Hugging Face), file modeling_xlm_roberta.py",
-    "copy_read": "github.com/shreyansh26/Accelerating-Cross-Encoder-Inference, commit 67c981548fcc59d1ae56e52bedf76a764f469d5a"
-                 " ('Dump' of the hub files; restored unchanged in 8f2b517 'Revert to original files'),"
+    "copy_read": "github.com/shreyansh26/Accelerating-Cross-Encoder-Inference,"
+                 " commit 67c981548fcc59d1ae56e52bedf76a764f469d5a ('Dump' of the hub files; restored unchanged"
+                 " in 8f2b517 'Revert to original files'),"
                  " jina-reranker-v2-base-multilingual/modeling_xlm_roberta.py lines 963-1038 (rerank) and"
                  " 1041-1119 (reranker_tokenize_preproc)",
 }
@@ -111,10 +112,12 @@ def corpus_lines() -> list[str]:
 
 
 LINES = corpus_lines()
+ENGLISH_LINES = LINES[:27] + LINES[34:44]
+EXACT_STRIDE = 6  # exact-length documents start this many English lines apart, so they share no window
 LONG_DOCUMENT = " ".join(LINES[:14])  # make_fixtures.LONG_DOCUMENT: 423 tokens
-BEARS = " ".join(LINES[34:38])  # 130 tokens
-PANDA_FACTS = " ".join(LINES[:6])  # 185 tokens
-MULTILINGUAL = " ".join(LINES[44:62])  # 467 tokens, Latin, Cyrillic, CJK, Hangul
+BEARS = " ".join(LINES[34:38])  # 127 tokens
+PANDA_FACTS = " ".join(LINES[:6])  # 182 tokens
+MULTILINGUAL = " ".join(LINES[44:62])  # 478 tokens, Latin, Cyrillic, CJK, Hangul
 SHORT_QUERY = "What do giant pandas eat?"  # 11 tokens
 PANDA_QUERY = "What is a panda?"  # 9 tokens
 # 25 tokens with <s> and </s>: the longest query BCEmbedding accepts at max_length 128
@@ -214,7 +217,7 @@ def pair_ids(query_ids: list[int], doc_ids: list[int], span: tuple[int, int], se
 def load_tokenizer_and_model(checkpoint: Path) -> tuple[PreTrainedTokenizerBase, torch.nn.Module]:
     """Load the reranker as transformers reads it, in float32, for inference."""
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, torch_dtype=torch.float32).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).float().eval()
     return tokenizer, model
 
 
@@ -234,9 +237,10 @@ def doc_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def text_of_tokens(tokenizer: PreTrainedTokenizerBase, n_tokens: int) -> str:
-    """The first run of corpus words (English lines, in order) that tokenizes to exactly n_tokens."""
-    words = " ".join(LINES[:44]).split()
+def text_of_tokens(tokenizer: PreTrainedTokenizerBase, n_tokens: int, first_line: int) -> str:
+    """The first run of words from the corpus's English lines, starting at English line
+    `first_line`, that tokenizes to exactly n_tokens."""
+    words = " ".join(ENGLISH_LINES[first_line:]).split()
     for start in range(len(words)):
         for end in range(start + 1, len(words) + 1):
             text = " ".join(words[start:end])
@@ -250,7 +254,7 @@ def text_of_tokens(tokenizer: PreTrainedTokenizerBase, n_tokens: int) -> str:
 
 def documents_of(case: Case, tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """The case's documents, building the exact-length ones."""
-    return list(case.documents) + [text_of_tokens(tokenizer, n) for n in case.exact]
+    return list(case.documents) + [text_of_tokens(tokenizer, n, EXACT_STRIDE * i) for i, n in enumerate(case.exact)]
 
 
 # ---------------------------------------------------------------------------- records
@@ -308,18 +312,22 @@ def bce_checkpoint_copy(work_dir: Path) -> Path:
     return copy
 
 
-def capture_forward(model: torch.nn.Module) -> tuple[list[list[int]], list[float], Callable[[], None]]:
-    """Record every pair (padding stripped) and logit the library's forward call sees."""
+def capture_forward(model: torch.nn.Module) -> tuple[list[list[int]], list[float], list[float], Callable[[], None]]:
+    """Record every pair (padding stripped), logit and sigmoid of the library's forward calls; the
+    sigmoid is taken as rerank() takes it, on the whole batch, so it equals the returned score bit for bit."""
     pairs: list[list[int]] = []
     logits: list[float] = []
+    probs: list[float] = []
 
     def hook(_module: torch.nn.Module, _args: tuple, kwargs: dict, output: object) -> None:
-        for ids, mask, logit in zip(kwargs["input_ids"], kwargs["attention_mask"], output.logits[:, 0]):
+        batch_logits = output.logits.view(-1).float()
+        for ids, mask in zip(kwargs["input_ids"], kwargs["attention_mask"]):
             pairs.append(ids[mask.bool()].tolist())
-            logits.append(logit.item())
+        logits.extend(batch_logits.tolist())
+        probs.extend(torch.sigmoid(batch_logits).tolist())
 
     handle = model.register_forward_hook(hook, with_kwargs=True)
-    return pairs, logits, handle.remove
+    return pairs, logits, probs, handle.remove
 
 
 def bce_case(reranker: object, case: Case) -> dict:
@@ -331,21 +339,24 @@ def bce_case(reranker: object, case: Case) -> dict:
     window = MAX_LENGTH - len(query_ids) - 2
     overlap = min(reranker.overlap_tokens, window // 4)
     header = case_header(case, docs, query_ids, window, overlap_tokens=reranker.overlap_tokens, overlap=overlap)
-    pairs, logits, remove = capture_forward(model)
+    pairs, logits, probs, remove = capture_forward(model)
     try:
         returned = reranker.rerank(case.query, docs)
     except AssertionError as error:
+        if window > BCE_MIN_WINDOW:
+            raise
         return {**header, "refused": f"AssertionError: {error}"}
     finally:
         remove()
+    if window <= BCE_MIN_WINDOW:
+        raise SystemExit(f"bce {case.name}: a window of {window} tokens was expected to be refused")
     doc_ids = [doc_tokens(tokenizer, doc) for doc in docs]
-    spans = [bce_windows(len(ids), window, overlap) for ids, _ in zip(doc_ids, docs)]
+    spans = [bce_windows(len(ids), window, overlap) for ids in doc_ids]
     expected = [pair_ids(query_ids, ids, span, tokenizer.sep_token_id) for ids, s in zip(doc_ids, spans) for span in s]
     if pairs != expected:
         raise SystemExit(f"bce {case.name}: BCEmbedding's inputs differ from the windows computed here")
     if max(abs(a - b) for a, b in zip(logits, logits_of(model, pairs))) > LOGIT_TOLERANCE:
         raise SystemExit(f"bce {case.name}: padded-batch logits differ from single-pair logits")
-    probs = torch.sigmoid(torch.tensor(logits, dtype=torch.float32)).tolist()
     records = document_records(spans, pairs, logits, probs, [len(ids) for ids in doc_ids])
     scores = [returned["rerank_scores"][returned["rerank_ids"].index(i)] for i in range(len(docs))]
     if scores != [r["score"] for r in records]:

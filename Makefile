@@ -72,8 +72,19 @@ $(FIXTURE_VENV)/.installed:
 	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==5.23.0 sentencepiece==0.2.3 protobuf numpy gguf==0.19.0
 	touch $@
 
-fixtures: $(LLAMA_SRC) $(VENV)/.installed $(FIXTURE_VENV)/.installed
+# BCEmbedding 0.1.5 (bce-reranker's own library, the long-document reference) pins transformers<4.37.
+BCE_VENV ?= .venv-bce
+
+$(BCE_VENV)/.installed:
+	$(PYTHON) -m venv $(BCE_VENV)
+	$(BCE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==4.36.2 sentencepiece==0.2.3 protobuf numpy
+	$(BCE_VENV)/bin/pip install --quiet --no-deps BCEmbedding==0.1.5   # datasets, sentence-transformers unused
+	touch $@
+
+fixtures: $(LLAMA_SRC) $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py --llama-cpp-src $(LLAMA_SRC)
+	$(BCE_VENV)/bin/python scripts/fixtures_windows.py
+	$(FIXTURE_VENV)/bin/python scripts/fixtures_windows.py --check
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_jina.py --llama-cpp-src $(LLAMA_SRC)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_qwen3.py --llama-cpp-src $(LLAMA_SRC) --check-python $(PY)
 
@@ -84,4 +95,4 @@ bench: $(VENV)/.installed $(FIXTURE_VENV)/.installed
 	$(PY) scripts/benchmark.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) .cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) .cache .pytest_cache *.egg-info

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from .windows import LastWindow, LongDocuments
+from .windows import LongDocuments, WindowStyle
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "models.yaml"
 
@@ -31,8 +31,9 @@ class CatalogEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     revision: str = "main"
     long_documents: LongDocuments = "truncate"
     """How documents longer than the context are scored by default: as the model's own library does."""
-    last_window: LastWindow = "short"
-    """`aligned` where the model's library ends the last window at the document's end (jina-v2)."""
+    window_style: WindowStyle = "bcembedding"
+    """Whose windows: BCEmbedding's (the last one short) or jina-v2's `rerank()` (the query cut to
+    half a pair, the last window full length)."""
     instruction: str | None = None
     """Default task instruction for models whose template has one (Qwen3)."""
     refused: str | None = None

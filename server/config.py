@@ -21,7 +21,7 @@ from .catalog import DEFAULT_CATALOG, CatalogEntry
 from .conversion import DEFAULT_ENV as DEFAULT_CONVERTER_ENV
 from .engine import EngineSettings
 from .limits import Limits
-from .windows import LongDocuments, WindowPlan
+from .windows import LongDocuments, WindowPlan, plan_for
 
 DEFAULTS = Limits()
 
@@ -68,8 +68,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
         return self.long_documents or (entry.long_documents if entry else "truncate")
 
     def window_plan(self, entry: CatalogEntry | None) -> WindowPlan:
-        return WindowPlan(overlap=self.window_overlap, last=entry.last_window if entry else "short",
-                          max_windows=self.max_windows_per_document, pair_tokens=self.window_tokens)
+        return plan_for(entry.window_style if entry else "bcembedding", self.window_overlap,
+                        self.max_windows_per_document, self.window_tokens)
 
     def limits(self) -> Limits:
         return Limits(max_body_bytes=self.max_body_bytes, max_documents=self.max_documents,

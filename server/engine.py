@@ -370,7 +370,8 @@ class RerankEngine:
         into windows of the room its pair leaves (at most `plan.pair_tokens` tokens a pair). The
         template text before the document (Qwen3's `<Document>: `) starts every window.
         """
-        pairs_of, room = self._query_pairs(query, instruction)
+        pair_tokens = min(plan.pair_tokens or self.max_pair_tokens, self.max_pair_tokens)
+        pairs_of, room = self._query_pairs(query, instruction, pair_tokens // 2 if plan.half_query else None)
         if plan.pair_tokens is not None:
             room = min(room, plan.pair_tokens - len(pairs_of.head) - len(pairs_of.tail))
             if room - pairs_of.floor < 1:
@@ -392,10 +393,10 @@ class RerankEngine:
                 owners.append(index)
         return pairs, owners
 
-    def _query_pairs(self, query: str, instruction: str | None):
+    def _query_pairs(self, query: str, instruction: str | None, max_query_tokens: int | None = None):
         """The request's fixed parts, and how many segment tokens a pair may hold."""
         try:
-            pairs_of = self.layout.for_query(query, instruction)
+            pairs_of = self.layout.for_query(query, instruction, max_query_tokens)
         except InstructionNotSupported as exc:
             raise InputError(str(exc)) from None
         room = self.max_pair_tokens - len(pairs_of.head) - len(pairs_of.tail)

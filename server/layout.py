@@ -40,7 +40,7 @@ class QueryPairs(Protocol):
 class Layout(Protocol):
     supports_instruction: bool
 
-    def for_query(self, query: str, instruction: str | None) -> QueryPairs: ...
+    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None) -> QueryPairs: ...
 
 
 @dataclass
@@ -65,12 +65,16 @@ class SpecialTokenLayout:
     tokenize: Tokenize
     supports_instruction = False
 
-    def for_query(self, query: str, instruction: str | None) -> QueryPairs:
+    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None) -> QueryPairs:
+        """`max_query_tokens` cuts the query as a tokenizer's `truncation=True, max_length=N` cuts
+        `<s> q </s>`: its BOS and first closing token count."""
         if instruction is not None:
             raise InstructionNotSupported("this model takes no instruction (its pair layout has no place for one)")
         head = [self.bos] if self.bos is not None else []
-        return _SpecialTokenPairs([*head, *self.tokenize(query, False), *self.query_end], list(self.doc_end),
-                                  self.tokenize, query)
+        tokens = self.tokenize(query, False)
+        if max_query_tokens is not None:
+            tokens = tokens[: max(1, max_query_tokens - len(head) - 1)]
+        return _SpecialTokenPairs([*head, *tokens, *self.query_end], list(self.doc_end), self.tokenize, query)
 
 
 # Special-token literals of chat templates (`<|im_start|>`, `<think>`); each is checked to be one token.
@@ -141,8 +145,9 @@ class TemplateLayout:
         pieces.append(template[position:])
         return [p for p in pieces if p != ""]
 
-    def for_query(self, query: str, instruction: str | None) -> QueryPairs:
-        """A query written with the template's markers (`...\n<Query>: q`, documents starting
+    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None) -> QueryPairs:
+        """`max_query_tokens` does not apply: the query sits inside the template's text. A query
+        written with the template's markers (`...\n<Query>: q`, documents starting
         `<Document>: `) is scored exactly as the plain query with that instruction."""
         if instruction is not None and not self.supports_instruction:
             raise InstructionNotSupported("this model's rerank template has no instruction line")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .engine import RerankEngine, shared_prefix_length
 from .scheduler import BatchObserver, Scheduler
-from .windows import LongDocuments, WindowPlan
+from .windows import LongDocuments, WindowPlan, cohere_chunks
 
 
 class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,9 +62,7 @@ class ServedModel:
         """None when documents are truncated; Cohere's chunks fill the context and do not overlap."""
         if mode == "truncate":
             return None
-        if mode == "chunks":
-            return msgspec.structs.replace(self.windows, overlap=0, last="short", pair_tokens=None)
-        return self.windows
+        return cohere_chunks(self.windows) if mode == "chunks" else self.windows
 
     def close(self) -> None:
         self.scheduler.close()

@@ -4,9 +4,10 @@ Truncation (Hugging Face's `only_second`) is blind to everything after the cut. 
 libraries score every window and keep the maximum (MaxP):
 - BCEmbedding (bce-reranker-base_v1): windows of the room a pair leaves for the document,
   consecutive windows overlapping by `min(overlap, window // 4)`, the last one possibly short;
-- jina-reranker-v2's `rerank()`: the same, with the last window moved back to end at the document's
-  end, so it is full length;
-- Cohere's `/v2/rerank`: the document cut to `max_tokens_per_doc`, then non-overlapping chunks.
+- jina-reranker-v2's `rerank()`: the query cut to half a pair, the same windows, and the last one
+  moved back to end at the document's end, so it is full length;
+- Cohere's `/v2/rerank`: the document cut to `max_tokens_per_doc`, the query to half a pair, then
+  non-overlapping chunks.
 A window is a pair like any other, so the scheduler batches, cancels and counts windows as pairs.
 """
 
@@ -18,6 +19,8 @@ import msgspec
 
 LongDocuments = Literal["truncate", "windows"]
 LastWindow = Literal["short", "aligned"]
+WindowStyle = Literal["bcembedding", "jina"]
+"""Whose library a model's windows follow (a catalog entry's `window_style`)."""
 
 
 class WindowPlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,10 +30,23 @@ class WindowPlan(msgspec.Struct, frozen=True, kw_only=True):
     """Tokens shared by consecutive windows (at most a quarter of a window, as BCEmbedding)."""
     last: LastWindow = "short"
     """`aligned`: the last window ends at the document's end and is full length (jina-v2)."""
+    half_query: bool = False
+    """The query is cut to half a pair's tokens, its special tokens counted (jina-v2, Cohere)."""
     max_windows: int = 32
     """More windows for one document is a 413 before any scoring."""
     pair_tokens: int | None = None
     """The longest pair of query and window (`--window-tokens`); None: the model's context."""
+
+
+def plan_for(style: WindowStyle, overlap: int, max_windows: int, pair_tokens: int | None) -> WindowPlan:
+    aligned = style == "jina"
+    return WindowPlan(overlap=overlap, last="aligned" if aligned else "short", half_query=aligned,
+                      max_windows=max_windows, pair_tokens=pair_tokens)
+
+
+def cohere_chunks(plan: WindowPlan) -> WindowPlan:
+    """Cohere's chunks: the whole context each, no overlap, the query cut to half."""
+    return msgspec.structs.replace(plan, overlap=0, last="short", half_query=True, pair_tokens=None)
 
 
 class TooManyWindows(ValueError):

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import threading
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
 
 from server.engine import EngineSettings, RerankEngine
 from server.gguf_info import read_gguf_info
 from server.rerank import RerankJob, ServedModel, rerank
-from server.windows import TooManyWindows, WindowPlan, window_spans
+from server.windows import TooManyWindows, WindowPlan, cohere_chunks, plan_for, window_spans
 
-from .conftest import XLMR, RunningServer, case
+from .conftest import FIXTURES, TOLERANCE, XLMR, XLMR_JINA_V2, RunningServer, case
 
 
 def bcembedding_spans(length: int, room: int, overlap: int) -> list[tuple[int, int]]:
@@ -72,40 +75,55 @@ def test_too_many_windows_is_refused_before_any_scoring(engine, reference):
         engine.prepare_windows(c["query"], c["documents"], WindowPlan(max_windows=2))
 
 
-class RecordingEngine:
-    """The real engine, recording which pairs each decode held."""
+class GatedEngine:
+    """The real engine, recording the pair lengths of each decode; the first decode waits for the
+    gate, so the test decides what is queued while it runs."""
 
     def __init__(self, engine: RerankEngine) -> None:
         self._engine = engine
         self.decodes: list[list[int]] = []
+        self.first_decode = threading.Event()
+        self.gate = threading.Event()
 
     def __getattr__(self, name: str):
         return getattr(self._engine, name)
 
     def decode(self, pairs, shared_prefix=0):
+        self.first_decode.set()
+        self.gate.wait(10)
         self.decodes.append([len(p) for p in pairs])
         return self._engine.decode(pairs, shared_prefix)
 
 
 def test_windows_are_batched_with_other_requests_pairs(reference):
-    """A long document's windows and a short request's pairs share decodes, and the long document
-    scores as its best window."""
+    """While a long document's first windows decode, a short request arrives; the next decode
+    holds pairs of both (the scheduler takes round-robin), and the long document scores as its
+    best window."""
     c = case(reference, "long")
     engine = RerankEngine(read_gguf_info(XLMR), EngineSettings(batch_tokens=512))
-    recording = RecordingEngine(engine)
-    model = ServedModel("tiny", recording, long_documents="windows", windows=WindowPlan(overlap=16))
+    gated = GatedEngine(engine)
+    model = ServedModel("tiny", gated, long_documents="windows", windows=WindowPlan(overlap=16))
+    short_documents = ["bamboo"] * 6
+
+    async def long_then_short():
+        long = asyncio.ensure_future(rerank(model, RerankJob(query=c["query"], documents=c["documents"])))
+        await asyncio.to_thread(gated.first_decode.wait, 10)
+        waiting = model.scheduler.queued_pairs
+        short = asyncio.ensure_future(rerank(model, RerankJob(query="a panda?", documents=short_documents)))
+        while model.scheduler.queued_pairs < waiting + len(short_documents):
+            await asyncio.sleep(0.005)
+        gated.gate.set()
+        return await long, await short
+
     try:
-        async def both():
-            return await asyncio.gather(
-                rerank(model, RerankJob(query=c["query"], documents=c["documents"])),
-                rerank(model, RerankJob(query="a panda?", documents=["bamboo"] * 6)))
-        long, short = asyncio.run(both())
+        long, _ = asyncio.run(long_then_short())
         pairs, owners = engine.prepare_windows(c["query"], c["documents"], model.windows)
         short_length = len(engine.prepare_pairs("a panda?", ["bamboo"], True)[0])
         window_scores = [float(engine.decode([pair])[0]) for pair in pairs]
     finally:
         model.close()  # and the engine with it
-    assert any(short_length in d and max(d) > short_length for d in recording.decodes), recording.decodes
+    assert short_length not in gated.decodes[0]
+    assert short_length in gated.decodes[1] and max(gated.decodes[1]) > short_length, gated.decodes
     best = {i: max(s for s, o in zip(window_scores, owners, strict=True) if o == i) for i in range(3)}
     # Flash attention rounds in f16, and the rounding depends on what shares the decode (6.3e-4 here).
     assert {r.index: r.score for r in long.ranked} == pytest.approx(best, abs=2e-3)
@@ -148,3 +166,84 @@ def test_the_window_limit_is_a_413_and_truncate_false_is_still_a_400(windows_ser
     r = httpx.post(f"{windows_server.url}/v1/rerank", json={"query": c["query"], "documents": c["documents"],
                                                             "long_documents": "truncate", "truncate": False})
     assert r.status_code == 400 and "document 1" in r.json()["error"]["message"]
+
+
+# -- Against the models' own libraries (tests/fixtures/xlmr-tiny.windows.reference.json, made by
+#    scripts/fixtures_windows.py: BCEmbedding 0.1.5 run as is, jina-v2's rerank() and Cohere's chunks).
+
+@pytest.fixture(scope="module")
+def windows_reference() -> dict:
+    return json.loads((FIXTURES / "xlmr-tiny.windows.reference.json").read_text())["references"]
+
+
+def windows_case(reference: dict, library: str, name: str) -> dict:
+    return next(c for c in reference[library]["cases"] if c["name"] == name)
+
+
+def check_windows(engine: RerankEngine, c: dict, plan: WindowPlan, max_doc_tokens: int | None = None) -> None:
+    """Token ids of every window equal the library's; each document's best window scores as its."""
+    pairs, owners = engine.prepare_windows(c["query"], c["documents"], plan, max_doc_tokens)
+    assert [p.tolist() for p in pairs] == [w["input_ids"] for r in c["results"] for w in r["windows"]]
+    assert owners == [r["index"] for r in c["results"] for _ in r["windows"]]
+    scores = np.array([float(engine.decode([p])[0]) for p in pairs])
+    best = [scores[np.array(owners) == r["index"]].max() for r in c["results"]]
+    np.testing.assert_allclose(best, [r["best_logit"] for r in c["results"]], atol=TOLERANCE)
+    np.testing.assert_allclose(1 / (1 + np.exp(-np.array(best))), [r["score"] for r in c["results"]],
+                               atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", ["mixed", "near_refusal", "boundary", "tie"])
+def test_bce_windows_are_bcembeddings(engine, windows_reference, name):
+    c = windows_case(windows_reference, "bce", name)
+    check_windows(engine, c, plan_for("bcembedding", c["overlap_tokens"], 32, c["max_length"]))
+
+
+def test_a_query_bcembedding_refuses_is_scored_here(engine, windows_reference):
+    """BCEmbedding asserts a window of more than 100 tokens; the service scores the request."""
+    c = windows_case(windows_reference, "bce", "refused")
+    assert c["refused"].startswith("AssertionError")
+    pairs, owners = engine.prepare_windows(c["query"], c["documents"], plan_for("bcembedding", 80, 32, 128))
+    assert len(pairs) >= 1 and set(owners) == {0}
+
+
+@pytest.fixture(scope="module")
+def jina_engine() -> Iterator[RerankEngine]:
+    engine = RerankEngine(read_gguf_info(XLMR_JINA_V2), EngineSettings())
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize("name", ["mixed", "long_query", "boundary", "tie"])
+def test_jina_v2_windows_are_its_reranks(jina_engine, windows_reference, name):
+    c = windows_case(windows_reference, "jina", name)
+    assert c["max_query_length"] * 2 == c["max_length"], "jina's rerank() cuts the query to half a pair"
+    check_windows(jina_engine, c, plan_for("jina", c["overlap_tokens"], 32, c["max_length"]))
+
+
+@pytest.mark.parametrize("name", ["mixed", "long_query"])
+def test_cohere_chunks_engine(engine, windows_reference, name):
+    c = windows_case(windows_reference, "cohere", name)
+    check_windows(engine, c, cohere_chunks(WindowPlan()), c["max_tokens_per_doc"])
+
+
+def test_cohere_v2_scores_long_documents_by_their_best_chunk(server, windows_reference):
+    c = windows_case(windows_reference, "cohere", "mixed")
+    body = httpx.post(f"{server.url}/v2/rerank", json={"query": c["query"], "documents": c["documents"],
+                                                       "max_tokens_per_doc": c["max_tokens_per_doc"]}).json()
+    got = {r["index"]: r["relevance_score"] for r in body["results"]}
+    np.testing.assert_allclose([got[r["index"]] for r in c["results"]], [r["score"] for r in c["results"]],
+                               atol=TOLERANCE)
+    assert body["meta"]["tokens"]["input_tokens"] == sum(len(w["input_ids"]) for r in c["results"]
+                                                          for w in r["windows"])
+
+
+def test_served_windows_score_and_count_as_bcembedding(windows_server, windows_reference):
+    """The server started with --long-documents windows --window-overlap 16 (the boundary case's)."""
+    c = windows_case(windows_reference, "bce", "boundary")
+    body = httpx.post(f"{windows_server.url}/v1/rerank", json={"query": c["query"], "documents": c["documents"]}).json()
+    got = {r["index"]: r["relevance_score"] for r in body["results"]}
+    np.testing.assert_allclose([got[r["index"]] for r in c["results"]], [r["best_logit"] for r in c["results"]],
+                               atol=TOLERANCE)
+    assert body["usage"]["prompt_tokens"] == sum(len(w["input_ids"]) for r in c["results"] for w in r["windows"])
+    ranked = sorted(c["results"], key=lambda r: -r["score"])
+    assert [r["index"] for r in body["results"]] == [r["index"] for r in ranked]

@@ -112,6 +112,19 @@ def server() -> Iterator[RunningServer]:
     srv.stop()
 
 
+API_KEY = "sk-test-clients"
+
+
+@pytest.fixture(scope="session")
+def keyed(server: RunningServer) -> Iterator[RunningServer]:
+    """The tiny reranker as `xlmr-tiny`, requiring `Authorization: Bearer API_KEY`, as the clients'
+    tests run it; started once for the session (after `server`, so the two do not start at once)."""
+    srv = RunningServer("--model", str(XLMR), "--alias", "xlmr-tiny", "--api-key", API_KEY)
+    srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture(scope="session")
 def client(server: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as c:

@@ -165,10 +165,10 @@ def test_health_is_503_while_the_model_loads():
     from starlette.testclient import TestClient
 
     from server.app import create_app
-    from server.sources import ModelSource
     from server.engine import EngineSettings
     from server.gguf_info import read_gguf_info
     from server.registry import ModelRegistry, ModelSlot
+    from server.sources import ModelSource
 
     from .conftest import XLMR
 

@@ -7,8 +7,6 @@ PyPI (Dify's Xinference provider calls `xinference_client`), that library itself
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import numpy as np
 import pytest
@@ -16,18 +14,10 @@ import requests  # what Open WebUI and the Xinference client send with: it keeps
 from xinference_client.client.restful.restful_client import Client as XinferenceClient
 from xinference_client.client.restful.restful_client import RESTfulRerankModelHandle
 
-from .conftest import TOLERANCE, XLMR, RunningServer, case
+from .conftest import API_KEY, TOLERANCE, case
 
-KEY = "sk-client-matrix"
+KEY = API_KEY
 SERVED = "xlmr-tiny"
-
-
-@pytest.fixture(scope="module")
-def keyed() -> Iterator[RunningServer]:
-    srv = RunningServer("--model", str(XLMR), "--alias", SERVED, "--api-key", KEY)
-    srv.wait_ready()
-    yield srv
-    srv.stop()
 
 
 def sigmoid(scores: list[float]) -> np.ndarray:

@@ -28,12 +28,12 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import XLMR, RunningServer, case
+from .conftest import API_KEY, RunningServer, case
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # litellm fetches its price list from GitHub otherwise
 os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 
-KEY = "clients-test-key"
+KEY = API_KEY
 ALIAS = "xlmr-tiny"
 TOP_N = 5
 # The same server computes both sides of each comparison with the same batches; only the float32
@@ -45,17 +45,9 @@ Ranked = list[tuple[int, float]]
 
 
 @pytest.fixture(scope="module")
-def keyed_server() -> Iterator[RunningServer]:
-    srv = RunningServer("--model", str(XLMR), "--alias", ALIAS, "--api-key", KEY)
-    srv.wait_ready()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def http(keyed_server: RunningServer) -> Iterator[httpx.Client]:
+def http(keyed: RunningServer) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {KEY}"}
-    with httpx.Client(base_url=keyed_server.url, headers=headers, timeout=30) as c:
+    with httpx.Client(base_url=keyed.url, headers=headers, timeout=30) as c:
         yield c
 
 
@@ -206,14 +198,14 @@ CLIENTS = {
 
 
 @pytest.mark.parametrize("name", list(CLIENTS))
-def test_client_hands_back_the_servers_ranking_and_scores(name, keyed_server, http, reference):
+def test_client_hands_back_the_servers_ranking_and_scores(name, keyed, http, reference):
     """The order is that of `/v1/rerank` (a sigmoid keeps it), cut to the `TOP_N` asked for; the
     scores are those the client's dialect promises (see the module's docstring)."""
     c = case(reference, "many")  # 20 distinct documents: a ranking with room to go wrong
     query, documents = c["query"], c["documents"]
     client = CLIENTS[name]
 
-    ranked = client.call(keyed_server.url, query, documents)
+    ranked = client.call(keyed.url, query, documents)
 
     best = np.argsort(-logits(http, query, documents), kind="stable")[:TOP_N].tolist()
     assert [index for index, _ in ranked] == best

@@ -17,7 +17,7 @@ from server.gguf_info import read_gguf_info
 from server.rerank import RerankJob, ServedModel, rerank
 from server.windows import TooManyWindows, WindowPlan, cohere_chunks, plan_for, window_spans
 
-from .conftest import FIXTURES, TOLERANCE, XLMR, XLMR_JINA_V2, RunningServer, case
+from .conftest import FIXTURES, QWEN3, TOLERANCE, XLMR, XLMR_JINA_V2, RunningServer, case
 
 
 def bcembedding_spans(length: int, room: int, overlap: int) -> list[tuple[int, int]]:
@@ -247,3 +247,34 @@ def test_served_windows_score_and_count_as_bcembedding(windows_server, windows_r
     assert body["usage"]["prompt_tokens"] == sum(len(w["input_ids"]) for r in c["results"] for w in r["windows"])
     ranked = sorted(c["results"], key=lambda r: -r["score"])
     assert [r["index"] for r in body["results"]] == [r["index"] for r in ranked]
+
+
+def test_qwen3_windows_share_the_template_and_query_prefix():
+    """A causal model's windows are one request's pairs: they share the template head and the
+    query (evaluated once, kept in the KV cache), and score as each window does alone."""
+    engine = RerankEngine(read_gguf_info(QWEN3), EngineSettings())
+    gated = GatedEngine(engine)
+    gated.gate.set()
+    model = ServedModel("qwen3", gated, long_documents="windows", windows=WindowPlan(overlap=8, pair_tokens=160))
+    document = " ".join(["Giant pandas eat bamboo shoots and leaves, and sometimes other grasses."] * 12)
+    job = RerankJob(query="What do giant pandas eat?", documents=[document, "Pandas eat bamboo."])
+    prefixes: list[int] = []
+    decode = engine.decode
+
+    def recording_decode(pairs, shared_prefix=0):
+        prefixes.append(shared_prefix)
+        return decode(pairs, shared_prefix)
+
+    engine.decode = recording_decode
+    try:
+        outcome = asyncio.run(rerank(model, job))
+        pairs, owners = engine.prepare_windows(job.query, job.documents, model.windows)
+        alone = [float(decode([p])[0]) for p in pairs]
+        head = len(engine.layout.for_query(job.query, None).head)  # the template and the query
+    finally:
+        model.close()  # and the engine with it
+    assert owners.count(0) > 2, "the long document is several windows"
+    assert prefixes and min(prefixes) >= head, (prefixes, head)
+    best = {i: max(s for s, o in zip(alone, owners, strict=True) if o == i) for i in (0, 1)}
+    # Decoding tails after a cached prefix rounds differently in f16 (SHARED_PREFIX_TOLERANCE in test_qwen3).
+    assert {r.index: r.score for r in outcome.ranked} == pytest.approx(best, abs=5e-3)

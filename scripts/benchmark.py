@@ -8,6 +8,10 @@ short sweep on the 64-document workload, and then the same deterministic workloa
    documents/s (best and median of a few runs).
 3. `concurrent`: 16 clients, each sending a fixed count of 4-document requests; documents/s over
    the whole run and p50/p95 request latency.
+4. `long documents`: one request of 4 documents of 2,000 to 8,000 tokens, ours only, in both
+   long-document modes (`truncate`: the first window's worth of each document; `windows`: every
+   window, the best counting); documents/s and the tokens each mode evaluated. llama-server has no
+   windows mode, so it has no column here.
 
 sentence-transformers' `CrossEncoder` on the same checkpoint (its Hugging Face directory, fp32)
 runs workloads 1 and 2 in-process when the fixture venv can import it. Every figure is printed with
@@ -182,6 +186,8 @@ PANDA_DOCUMENTS = (
     " is a bear species endemic to China.",
 )
 DOCUMENT_WORDS = (85, 115)  # ~1.6 pieces a word here: with the query and 4 specials, ~150-200 tokens a pair
+LONG_DOCUMENT_WORDS = (1250, 5000)  # ~2,000-8,000 tokens at ~1.6 pieces a word
+LONG_DOCUMENTS = 4
 
 
 def tokenizer_corpus(base_lines: list[str], rng: random.Random) -> list[str]:
@@ -344,9 +350,11 @@ class Request:
 
     query: str
     documents: list[str]
+    long_documents: str | None = None
 
     def body(self) -> dict[str, Any]:
-        return {"query": self.query, "documents": self.documents, "top_n": len(self.documents)}
+        body = {"query": self.query, "documents": self.documents, "top_n": len(self.documents)}
+        return {**body, "long_documents": self.long_documents} if self.long_documents else body
 
 
 def make_document(rng: random.Random) -> str:
@@ -356,6 +364,19 @@ def make_document(rng: random.Random) -> str:
     while len(words) < target:
         words.extend(rng.choice(PASSAGES).split())
     return " ".join(words[:target]).rstrip(",;") + "."
+
+
+def make_long_request(seed: int) -> Request:
+    """Workload 4: documents of 2,000-8,000 tokens, built of the same passages as the others."""
+    rng = random.Random(seed)
+    documents = []
+    for _ in range(LONG_DOCUMENTS):
+        target = rng.randint(*LONG_DOCUMENT_WORDS)
+        words: list[str] = []
+        while len(words) < target:
+            words.extend(rng.choice(PASSAGES).split())
+        documents.append(" ".join(words[:target]) + ".")
+    return Request(rng.choice(QUERIES), documents)
 
 
 def make_request(seed: int, n_documents: int) -> Request:
@@ -754,6 +775,26 @@ def measure_pair(opts: Options, servers: dict[str, Server], workloads: Workloads
     return results
 
 
+def measure_long_documents(opts: Options, server: Server) -> dict[str, Any]:
+    """Workload 4 on our server in each long-document mode, alternating the modes run by run."""
+    import httpx
+
+    base = make_long_request(SEED + 7)
+    requests = {mode: Request(base.query, base.documents, mode) for mode in ("truncate", "windows")}
+    seconds: dict[str, list[float]] = {mode: [] for mode in requests}
+    tokens: dict[str, int] = {}
+    with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
+        for mode, request in requests.items():
+            response = client.post(f"{server.url}/v1/rerank", json=request.body())
+            response.raise_for_status()
+            tokens[mode] = response.json()["usage"]["prompt_tokens"]
+        for _ in range(opts.bulk_runs):
+            for mode, request in requests.items():
+                seconds[mode].append(time_request(client, server.url, request))
+    return {mode: {**throughput_summary(seconds[mode], len(base.documents)), "prompt_tokens": tokens[mode]}
+            for mode in requests} | {"documents": len(base.documents)}
+
+
 def run_cross_encoder_subprocess(opts: Options, hf_dir: Path, workloads: Workloads) -> dict[str, Any] | None:
     """Run CrossEncoder under the fixture venv, if it has sentence-transformers."""
     probe = subprocess.run([str(FIXTURE_PYTHON), "-c", "import sentence_transformers"], capture_output=True)
@@ -802,6 +843,7 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
     w = results["meta"]["workloads"]
     small, bulk = f"{w['latency_documents']}-doc request", f"{w['bulk_documents']}-doc request"
     conc = f"{w['clients']} clients x {w['docs_per_request']}-doc"
+    long_docs = (results.get("long_documents") or {}).get("documents", LONG_DOCUMENTS)
 
     def get(d: dict[str, Any], *path: str) -> float | None:
         for key in path:
@@ -826,6 +868,8 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
         Row(f"{conc}: p95 latency (ms)", get(ours, "concurrent", "p95_ms"),
             get(peer, "concurrent", "p95_ms"), better="lower"),
         Row("peak RSS (MiB)", get(ours, "peak_rss_mib"), get(peer, "peak_rss_mib"), get(ce, "peak_rss_mib"), "lower"),
+        *(Row(f"{long_docs} long documents, {mode} (docs/s)", get(results, "long_documents", mode, "median_docs_per_s"),
+              None) for mode in ("truncate", "windows")),
     ]
 
 
@@ -860,6 +904,12 @@ def markdown(results: dict[str, Any]) -> str:
               "| --batch-tokens | docs/s |", "|---:|---:|"]
     lines += [f"| {r['batch_tokens']}{' (chosen)' if r['batch_tokens'] == chosen_tokens else ''} | "
               f"{r['best_docs_per_s']:.2f} |" for r in results["sweeps"]["ours"]]
+    long = results.get("long_documents")
+    if long:
+        lines += ["", f"## Long documents ({long['documents']} documents of 2,000-8,000 tokens, ours)", "",
+                  "| mode | docs/s (median) | tokens evaluated |", "|---|---:|---:|"]
+        lines += [f"| {mode} | {long[mode]['median_docs_per_s']:.3f} | {long[mode]['prompt_tokens']} |"
+                  for mode in ("truncate", "windows")]
     lines += ["", f"## llama-server sweep ({n_bulk}-doc request)", "", "| settings | docs/s |", "|---|---:|"]
     lines += [f"| -np {r['parallel']} -ub {r['ubatch']} -b {r['ubatch']}"
               f"{' (chosen)' if (r['parallel'], r['ubatch']) == chosen_peer else ''}"
@@ -912,6 +962,10 @@ def benchmark(opts: Options) -> dict[str, Any]:
                 "concurrent": pair_token_stats(client, peer.url, [r for c in workloads.concurrent for r in c]),
             }
         measured = measure_pair(opts, {"ours": ours, "peer": peer}, workloads)
+        long_documents = None
+        if model_info.get("family") != "qwen3":  # its 32k context: one window either way
+            print("measuring long documents in both modes (ours)...", flush=True)
+            long_documents = measure_long_documents(opts, ours)
     for server in (ours, peer):
         measured[server.name].update(settings=server.settings, peak_rss_mib=server.peak_rss_mib)
 
@@ -939,6 +993,7 @@ def benchmark(opts: Options) -> dict[str, Any]:
         "ours": measured["ours"], "peer": measured["peer"],
         "score_max_abs_diff": measured.get("score_max_abs_diff"),
         "cross_encoder": cross_encoder,
+        "long_documents": long_documents,
     }
 
 

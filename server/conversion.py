@@ -28,7 +28,7 @@ from pathlib import Path
 import llama_cpp
 from filelock import FileLock
 
-from .engine import ensure_backend
+from .engine import ensure_backend, usable_cores
 from .quantization import canonical
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def quantize(source: Path, out: Path, ftype_name: str) -> None:
     ensure_backend()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype_name}")
-    params.nthread = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    params.nthread = usable_cores()
     if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params) != 0:
         raise ConversionError(f"llama.cpp could not quantize the converted model to {ftype_name}")
 

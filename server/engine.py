@@ -113,7 +113,7 @@ def special_token_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p, tokeniz
                               doc_end=doc_end, tokenize=tokenize)
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):  # Linux: honours taskset and container CPU sets
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -295,7 +295,7 @@ class RerankEngine:
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         # llama.cpp's default of 4 threads oversubscribes a 2-core machine; use the cores we may run on.
-        threads = settings.threads or _usable_cores()
+        threads = settings.threads or usable_cores()
         params.n_threads = params.n_threads_batch = threads
         ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not ctx:
@@ -372,11 +372,9 @@ class RerankEngine:
         """
         pair_tokens = min(plan.pair_tokens or self.max_pair_tokens, self.max_pair_tokens)
         pairs_of, room = self._query_pairs(query, instruction, pair_tokens // 2 if plan.half_query else None)
-        if plan.pair_tokens is not None:
-            room = min(room, plan.pair_tokens - len(pairs_of.head) - len(pairs_of.tail))
-            if room - pairs_of.floor < 1:
-                raise InputTooLongError(f"the query leaves no room for a document in a window of "
-                                        f"{plan.pair_tokens} tokens")
+        room = min(room, pair_tokens - len(pairs_of.head) - len(pairs_of.tail))
+        if room - pairs_of.floor < 1:
+            raise InputTooLongError(f"the query leaves no room for a document in a window of {pair_tokens} tokens")
         pairs: list[np.ndarray] = []
         owners: list[int] = []
         for index, document in enumerate(documents):

@@ -100,8 +100,7 @@ class _TemplatePairs:
 
     def segment(self, document: str) -> list[int]:
         if self.written_suffix is not None:
-            document = document.removeprefix(_DOCUMENT_MARK)
-            document = document.removesuffix(self.written_suffix) if self.written_suffix else document
+            document = document.removeprefix(_DOCUMENT_MARK).removesuffix(self.written_suffix)
         # The document is tokenized with the text before it, as in the whole prompt, so the
         # tokens at the boundary (": " + "The") are the ones the model saw in training.
         return self.tokenize(self.document_prefix + document, False)

@@ -121,11 +121,8 @@ class ModelRegistry:
         request's `model` picks one and an unknown name is a 404."""
         if len(self.slots) == 1 or requested is None:
             slot = next(iter(self.slots.values()))
-        elif requested in self.slots:
-            slot = self.slots[requested]
         else:
-            raise ApiError(404, f"model {requested!r} is not served here; served: {', '.join(self.slots)}",
-                           "model_not_found")
+            slot = self._named(requested)
         if slot.model is None:
             raise unavailable(slot.state, slot.error)
         return slot.model
@@ -143,12 +140,13 @@ class ModelRegistry:
 
     def model_card(self, name: str | None) -> ModelCard:
         """The card of the model `name` (of the first model when None), or a 404."""
-        if name is None:
-            return next(iter(self.slots.values())).card()
+        return (next(iter(self.slots.values())) if name is None else self._named(name)).card()
+
+    def _named(self, name: str) -> ModelSlot:
         if name not in self.slots:
             raise ApiError(404, f"model {name!r} is not served here; served: {', '.join(self.slots)}",
                            "model_not_found")
-        return self.slots[name].card()
+        return self.slots[name]
 
     def close(self) -> None:
         for slot in self.slots.values():

@@ -4,13 +4,17 @@
 # the checkpoint converter's environment, set up on the first conversion, lives there too.
 FROM python:3.11-slim
 
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
+# patch: `make install` and the converter apply patches/llama.cpp-gte.patch to llama.cpp's sources.
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake patch \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md models.yaml ./
+COPY pyproject.toml README.md models.yaml Makefile ./
+COPY patches ./patches
 COPY server ./server
-RUN pip install --no-cache-dir --no-binary llama-cpp-python .
+# The same build as on a workstation: llama-cpp-python from its sources with the project's patch.
+RUN make install VENV=/venv && rm -rf .cache
+ENV PATH=/venv/bin:$PATH
 
 ENV HF_HOME=/cache RERANK_HOST=0.0.0.0 RERANK_PORT=8080 RERANK_CATALOG=/app/models.yaml \
     RERANK_CONVERTER_ENV=/cache/converter

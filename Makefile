@@ -9,19 +9,33 @@ PORT   ?= 8080
 MODEL  ?=
 ARGS   ?=
 
-# llama-cpp-python is built from its source distribution. CMAKE_ARGS passes through, e.g.
+# llama-cpp-python is built from its source distribution, with the project's patch to the llama.cpp
+# it vendors (patches/llama.cpp-gte.patch: the gte architecture of gte-multilingual-reranker-base).
+# CMAKE_ARGS passes through, e.g.
 #   CMAKE_ARGS="-DGGML_CUDA=on" make install
-# A cached CPU wheel must not stand in for a GPU build, so a build with CMAKE_ARGS skips pip's
-# cache. To rebuild an existing .venv for another backend: make clean install.
-
-.PHONY: install run-model test browser converter convert fixtures bench clean
+# To rebuild an existing .venv for another backend: make clean install.
+LLAMA_CPP_PYTHON := 0.3.36
+SDIST     := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON)
+LLAMA_SRC := $(SDIST)/vendor/llama.cpp
+PATCH     := patches/llama.cpp-gte.patch
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(SDIST)/.patched
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --no-binary llama-cpp-python $(if $(CMAKE_ARGS),--no-cache-dir) -e .
+	$(PY) -m pip install --force-reinstall --no-deps --no-cache-dir ./$(SDIST)
+	$(PY) -m pip install -e .
+	touch $@
+
+# The sources, extracted afresh and patched whenever the patch changes.
+$(SDIST)/.patched: $(PATCH)
+	mkdir -p .cache
+	test -f $(SDIST).tar.gz || \
+	  $(PYTHON) -m pip download --no-deps --no-binary :all: -d .cache llama-cpp-python==$(LLAMA_CPP_PYTHON)
+	rm -rf $(SDIST)
+	tar -xzf $(SDIST).tar.gz -C .cache
+	patch --quiet --forward -p1 -d $(LLAMA_SRC) < $(PATCH)
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed pyproject.toml
@@ -60,12 +74,6 @@ convert: install
 # Regenerates tests/fixtures/ (needs torch and transformers; not run by `make test`). The converter
 # comes from the llama.cpp sources vendored in the llama-cpp-python sdist the service runs on.
 FIXTURE_VENV ?= .venv-fixtures
-LLAMA_SRC ?= .cache/llama_cpp_python-0.3.36/vendor/llama.cpp
-
-$(LLAMA_SRC):
-	mkdir -p .cache
-	$(PYTHON) -m pip download --no-deps --no-binary :all: -d .cache llama-cpp-python==0.3.36
-	tar -xzf .cache/llama_cpp_python-0.3.36.tar.gz -C .cache
 
 $(FIXTURE_VENV)/.installed:
 	$(PYTHON) -m venv $(FIXTURE_VENV)
@@ -81,12 +89,13 @@ $(BCE_VENV)/.installed:
 	$(BCE_VENV)/bin/pip install --quiet --no-deps BCEmbedding==0.1.5   # datasets, sentence-transformers unused
 	touch $@
 
-fixtures: $(LLAMA_SRC) $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed
+fixtures: $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py --llama-cpp-src $(LLAMA_SRC)
 	$(BCE_VENV)/bin/python scripts/fixtures_windows.py
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_windows.py --check
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_jina.py --llama-cpp-src $(LLAMA_SRC)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_qwen3.py --llama-cpp-src $(LLAMA_SRC) --check-python $(PY)
+	$(FIXTURE_VENV)/bin/python scripts/fixtures_gte.py --llama-cpp-src $(LLAMA_SRC)
 
 # Service vs llama-server (built from the same llama.cpp) on generated models; see README, Performance.
 # The fixture venv generates the models; sentence-transformers there runs the CrossEncoder column.

@@ -16,8 +16,9 @@ from .app import create_app
 from .catalog import Catalog, CatalogError, load_catalog
 from .config import ConfigError, ServerConfig, parse_args
 from .conversion import ConverterEnv
-from .engine import ModelLoadError, check_servable
+from .engine import ModelLoadError, check_servable, ensure_backend
 from .gguf_info import NotAGGUFError, read_gguf_info
+from .llama_build import UnpatchedEngineError
 from .registry import LoadState, ModelRegistry, ModelSlot
 from .sources import ModelSourceError, resolve_model
 
@@ -40,11 +41,13 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-STARTUP_ERRORS = (ConfigError, CatalogError, ModelSourceError, NotAGGUFError, ModelLoadError, ValueError)
+STARTUP_ERRORS = (ConfigError, CatalogError, ModelSourceError, NotAGGUFError, ModelLoadError, UnpatchedEngineError,
+                  ValueError)
 
 
 def model_slots(config: ServerConfig, catalog: Catalog) -> list[ModelSlot]:
     """Every configured model, found (downloaded if need be) and checked before the server starts."""
+    ensure_backend()  # an unpatched llama.cpp fails here, before anything is downloaded
     slots = []
     converter = ConverterEnv(Path(config.converter_env))
     for i, spec in enumerate(config.models or [catalog.default]):

@@ -23,6 +23,7 @@ import numpy as np
 
 from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo, tensor_rows
 from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, TemplateLayout, Tokenize
+from .llama_build import check_architectures
 from .windows import TooManyWindows, WindowPlan, window_spans
 
 log = logging.getLogger(__name__)
@@ -120,12 +121,14 @@ def usable_cores() -> int:
 
 
 def ensure_backend() -> None:
+    """Set up llama.cpp's backend and log callback, process-wide, once; refuse a llama.cpp built
+    without the project's patch (llama_build.py)."""
     global _backend_ready
-    # The backend and the log callback are process-wide in llama.cpp: set them up once.
     with _backend_lock:
         if not _backend_ready:
             llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
+            check_architectures()
             _backend_ready = True
 
 
@@ -189,6 +192,15 @@ def check_servable(info: GGUFInfo) -> None:
         raise ModelLoadError(
             f"{name} has a classifier head but no tokenizer.chat_template.rerank, so the prompt the "
             f"model was trained on is unknown. {CONVERT_QWEN3}"
+        )
+    if info.architecture == "new":
+        raise ModelLoadError(
+            f"{name} is a GGUF of gte-multilingual-reranker made by GPUStack's llama-box converter "
+            f"(architecture `new`): its RoPE base is written with a formula that loses the model's "
+            f"own (which one depends on the llama-box version) and llama-box ran its FFN as SwiGLU, "
+            f"so this file cannot be scored faithfully. Serve the original checkpoint, converted "
+            f"here: --model Alibaba-NLP/gte-multilingual-reranker-base (or the catalog name "
+            f"gte-multilingual-reranker-base)."
         )
     if not info.has_rank_head:
         raise ModelLoadError(

@@ -36,8 +36,6 @@ class CatalogEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     half a pair, the last window full length)."""
     instruction: str | None = None
     """Default task instruction for models whose template has one (Qwen3)."""
-    refused: str | None = None
-    """Why this engine version cannot serve the model faithfully; set, the service refuses it."""
     description: str = ""
 
 

@@ -5,7 +5,8 @@ template); llama.cpp's maintainers answer "convert it with convert_hf_to_gguf.py
 imports torch and transformers, which the serving environment must not carry, so it runs in an
 environment of its own, set up on first use: llama.cpp's `convert_hf_to_gguf.py`, `conversion/` and
 `gguf-py/` taken from the llama-cpp-python source distribution of the version the engine is built
-from, so a conversion writes exactly what this engine reads.
+from, with the project's patch applied as to the engine's build (it adds gte-multilingual-reranker's
+architecture), so a conversion writes exactly what this engine reads.
 
 `python -m server.conversion --setup [--env DIR]` sets the environment up ahead of time.
 """
@@ -13,6 +14,7 @@ from, so a conversion writes exactly what this engine reads.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +36,9 @@ from .quantization import canonical
 log = logging.getLogger(__name__)
 
 DEFAULT_ENV = Path(__file__).resolve().parent.parent / ".venv-convert"
+# The project's patch to llama.cpp, applied to the engine's build by `make install` and here to the
+# converter's sources.
+LLAMA_CPP_PATCH = Path(__file__).resolve().parent.parent / "patches" / "llama.cpp-gte.patch"
 
 # Pinned as llama.cpp's requirements-convert_hf_to_gguf.txt asks (torch >= 2.6, transformers,
 # sentencepiece, protobuf); these versions converted every fixture of this project.
@@ -47,6 +52,7 @@ PIP_ARGS_VARIABLE = "RERANK_CONVERTER_PIP_ARGS"
 # Qwen3 rerankers are 0.6-8B, where Q8_0 halves the size (as ggml-org's own Qwen3-Reranker GGUF).
 CONVERTIBLE = {
     "XLMRobertaForSequenceClassification": "F16",
+    "NewForSequenceClassification": "F16",
     "Qwen3ForCausalLM": "Q8_0",
 }
 # Weight types the converter writes itself; others are quantized from F16 by llama.cpp's quantizer.
@@ -116,7 +122,8 @@ class ConverterEnv:
 
     @property
     def wanted(self) -> str:
-        return json.dumps({"llama_cpp_python": llama_cpp.__version__, "requirements": REQUIREMENTS})
+        return json.dumps({"llama_cpp_python": llama_cpp.__version__, "requirements": REQUIREMENTS,
+                           "patch": hashlib.sha256(LLAMA_CPP_PATCH.read_bytes()).hexdigest()})
 
     def is_ready(self) -> bool:
         return self._marker.is_file() and self._marker.read_text() == self.wanted
@@ -143,19 +150,29 @@ class ConverterEnv:
             log.info("converter ready in %.0fs", time.monotonic() - started)
 
     def _fetch_sources(self) -> None:
-        """llama.cpp's converter from the sdist of the llama-cpp-python version the engine runs."""
+        """llama.cpp's converter from the sdist of the llama-cpp-python version the engine runs, with
+        the project's patch (src/ comes too, so that the patch applies whole)."""
         version = llama_cpp.__version__
         with tempfile.TemporaryDirectory() as tmp:
             self._run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                        "-d", tmp, f"llama-cpp-python=={version}"], f"downloading llama-cpp-python {version}'s sources")
             (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
             prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
-            wanted = (f"{prefix}convert_hf_to_gguf.py", f"{prefix}conversion/", f"{prefix}gguf-py/")
+            wanted = tuple(f"{prefix}{part}" for part in ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "src/"))
             with tarfile.open(sdist) as tar:
                 members = [m for m in tar.getmembers() if m.name.startswith(wanted)]
                 for member in members:
                     member.name = member.name[len(prefix):]
                 tar.extractall(self.sources, members=members, filter="data")
+        try:
+            with LLAMA_CPP_PATCH.open() as patch:
+                result = subprocess.run(["patch", "--quiet", "--forward", "-p1", "-d", str(self.sources)],
+                                        stdin=patch, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise ConversionError("setting up the converter needs the `patch` program "
+                                  "(Debian and Ubuntu: apt-get install patch)") from None
+        if result.returncode != 0:
+            raise ConversionError(f"applying {LLAMA_CPP_PATCH.name} to the converter failed:\n{result.stdout}")
 
     @staticmethod
     def _run(command: list[str], what: str) -> None:

@@ -48,8 +48,6 @@ class ModelSourceError(RuntimeError):
 def resolve_model(text: str, catalog: Catalog, converter: ConverterEnv) -> ModelSource:
     try:
         spec = parse_model_spec(text, catalog)
-        if spec.entry and spec.entry.refused:
-            raise ModelSourceError(f"{spec.served_name} cannot be served: {spec.entry.refused}")
         if spec.kind == "local":
             return ModelSource(name=spec.served_name, path=str(spec.path))
         return _from_hub(spec, converter)

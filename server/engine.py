@@ -2,8 +2,8 @@
 
 The engine turns (query, documents) into token pairs laid out as the model was trained,
 decodes them in batches that llama.cpp accepts, and reads one relevance score per pair: from
-rank pooling's classifier head, or for Qwen3-Reranker, where the head is two rows of the LM
-head, from those two logits of each pair's last token.
+rank pooling's classifier head, or for Qwen3-Reranker from each pair's last hidden state and the
+classifier's two rows (classifier.py).
 It knows nothing of HTTP; it is used from one thread at a time for decoding
 (a llama context is not thread-safe), while tokenisation may run on any thread.
 """
@@ -21,7 +21,8 @@ import llama_cpp
 import msgspec
 import numpy as np
 
-from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo, tensor_rows
+from .classifier import yes_minus_no
+from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo
 from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, TemplateLayout, Tokenize
 from .llama_build import check_architectures
 from .windows import TooManyWindows, WindowPlan, window_spans
@@ -159,7 +160,7 @@ class _Batch:
 
     def fill(self, sequences: Sequence[np.ndarray], first_pos: int = 0, first_seq: int = 0) -> None:
         """Sequence i gets id `first_seq + i` and positions from `first_pos` (after a shared prefix).
-        Pooling needs every token as an output; logits are needed of each sequence's last token only."""
+        Pooling needs every token as an output; the hidden state is needed of each sequence's last token only."""
         lengths = np.fromiter((len(p) for p in sequences), dtype=np.int64, count=len(sequences))
         n = int(lengths.sum())
         self.ends = np.cumsum(lengths) - 1
@@ -230,7 +231,8 @@ class RerankEngine:
             self.max_pair_tokens = self._context_size(settings)
             self.batch_tokens = settings.batch_tokens
             self.causal = info.architecture in CAUSAL_ARCHITECTURES
-            self.yes_no_ids = self._lm_head_yes_no() if info.architecture in PROBABILITY_ARCHITECTURES else None
+            self.n_embd = llama_cpp.llama_model_n_embd(self._model)
+            self.head = yes_minus_no(info, self.n_embd) if info.architecture in PROBABILITY_ARCHITECTURES else None
             self._ctx = self._new_context(settings)
         except BaseException:
             llama_cpp.llama_model_free(self._model)
@@ -241,7 +243,7 @@ class RerankEngine:
             TemplateLayout(info.rerank_template, self._tokenize, settings.instruction) if info.rerank_template
             else special_token_layout(info, self._vocab, self._tokenize)
         )
-        self._batch = _Batch(self.max_decode_tokens, all_outputs=self.yes_no_ids is None)
+        self._batch = _Batch(self.max_decode_tokens, all_outputs=self.head is None)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._cached_prefix: np.ndarray | None = None
 
@@ -266,26 +268,6 @@ class RerankEngine:
             return settings.ctx_size
         return trained if trained > 0 else 512
 
-    def _lm_head_yes_no(self) -> tuple[int, int] | None:
-        """The ids of "yes" and "no" if the LM head's rows for them are the yes/no classifier's.
-
-        Then P(yes) is read from the logits of each pair's last token, which is the same
-        arithmetic as rank pooling's softmax over the classifier. Rank pooling makes every token
-        an output, so its graph also runs the LM head over the whole vocabulary for every token:
-        151,936 floats per token of compute buffer (gigabytes for a long pair) and a third more
-        work for Qwen3-Reranker-0.6B. The converter copies the classifier from the LM head, which
-        is the token embedding for 0.6B (tied) but a separate matrix it does not keep for 4B and
-        8B; those keep rank pooling, which the byte comparison here decides.
-        """
-        ids = [self._tokenize(word, False) for word in ("yes", "no")]
-        if any(len(t) != 1 for t in ids):
-            return None
-        yes, no = ids[0][0], ids[1][0]
-        head = "output.weight" if "output.weight" in self.info.tensors else "token_embd.weight"
-        found = tensor_rows(self.info.path, {"cls.output.weight": [0, 1], head: [yes, no]})
-        classifier, lm_head = found["cls.output.weight"], found[head]
-        return (yes, no) if classifier is not None and classifier == lm_head else None
-
     def _new_context(self, settings: EngineSettings) -> llama_cpp.llama_context_p:
         params = llama_cpp.llama_context_default_params()
         # A non-causal model must see a whole pair in one ubatch (llama.cpp aborts otherwise), and
@@ -299,9 +281,11 @@ class RerankEngine:
         params.n_seq_max = min(llama_cpp.llama_max_parallel_sequences(), self.batch_tokens,
                                CAUSAL_SEQ_MAX if self.causal else self.batch_tokens)
         params.kv_unified = True
-        params.embeddings = self.yes_no_ids is None
-        if params.embeddings:
-            params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_RANK
+        params.embeddings = True
+        # Qwen3's head is applied to the last hidden states (classifier.py): unpooled embeddings,
+        # of the tokens the batch marks only (the project's patch); else llama.cpp's rank head.
+        params.pooling_type = (llama_cpp.LLAMA_POOLING_TYPE_NONE if self.head is not None
+                               else llama_cpp.LLAMA_POOLING_TYPE_RANK)
         params.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -478,11 +462,10 @@ class RerankEngine:
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")
         out = np.empty(count, dtype=np.float32)
-        if self.yes_no_ids is not None:
-            yes, no = self.yes_no_ids
+        if self.head is not None:
             for i, end in enumerate(self._batch.ends[:count]):
-                logits = llama_cpp.llama_get_logits_ith(self._ctx, int(end))
-                out[i] = logits[yes] - logits[no]
+                hidden = llama_cpp.llama_get_embeddings_ith(self._ctx, int(end))
+                out[i] = np.ctypeslib.as_array(hidden, shape=(self.n_embd,)) @ self.head
             return 0.5 * (1 + np.tanh(out / 2))  # softmax over (yes, no): sigmoid of the difference
         for i in range(count):
             out[i] = llama_cpp.llama_get_embeddings_seq(self._ctx, first_seq + i)[0]

@@ -10,10 +10,14 @@ MODEL  ?=
 ARGS   ?=
 
 # llama-cpp-python is built from its source distribution, with the project's patch to the llama.cpp
-# it vendors (patches/llama.cpp-gte.patch: the gte architecture of gte-multilingual-reranker-base).
+# it vendors (patches/llama.cpp-gte.patch: the gte architecture of gte-multilingual-reranker-base,
+# and unpooled outputs of marked tokens only, for Qwen3's last hidden states).
 # CMAKE_ARGS passes through, e.g.
 #   CMAKE_ARGS="-DGGML_CUDA=on" make install
 # To rebuild an existing .venv for another backend: make clean install.
+
+.PHONY: install run-model test browser converter convert fixtures bench clean
+
 LLAMA_CPP_PYTHON := 0.3.36
 SDIST     := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON)
 LLAMA_SRC := $(SDIST)/vendor/llama.cpp
@@ -72,7 +76,7 @@ convert: install
 	$(PY) -m server --model $(MODEL)$(if $(QUANT),:$(QUANT)) --converter-env $(CONVERT_VENV) --fetch-only $(ARGS)
 
 # Regenerates tests/fixtures/ (needs torch and transformers; not run by `make test`). The converter
-# comes from the llama.cpp sources vendored in the llama-cpp-python sdist the service runs on.
+# comes from the patched llama.cpp sources the service is built from.
 FIXTURE_VENV ?= .venv-fixtures
 
 $(FIXTURE_VENV)/.installed:

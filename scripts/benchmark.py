@@ -31,7 +31,8 @@ fixture venv (`.venv-fixtures`: torch, transformers, sentencepiece, gguf), reusi
 f16 GGUF with llama.cpp's `convert_hf_to_gguf.py`. It is cached in `--work-dir`. `--shape qwen3`
 is a random Qwen3-Reranker-0.6B (28 layers, hidden 1024, 16 query and 8 KV heads, FFN 3072) with
 the real Qwen tokenizer, built with `scripts/fixtures_qwen3.py`'s helpers and converted to Q8_0,
-the type of the catalog's Qwen3 files; it has no CrossEncoder run.
+the type of the catalog's Qwen3 files; it has no CrossEncoder run. `--shape qwen3-4b` has
+Qwen3-Reranker-4B's width (hidden 2560, 32/8 heads, FFN 9728) with 4 of its 36 layers.
 
 `llama-server` is built from the llama.cpp vendored in the pinned llama-cpp-python sdist (the
 same llama.cpp the service runs) by `scripts/build_llama_server.sh`, unless `--llama-server`
@@ -120,6 +121,9 @@ SHAPES = {
     # Qwen3-Reranker-0.6B, with its real tokenizer (151,669 tokens in a 151,936-row table).
     "qwen3": Shape(layers=28, hidden=1024, heads=16, intermediate=3072, vocab=151_936, family="qwen3",
                    kv_heads=8, head_dim=128),
+    # Qwen3-Reranker-4B's width (36 layers in the real model; 4 here, so a run fits this machine).
+    "qwen3-4b": Shape(layers=4, hidden=2560, heads=32, intermediate=9728, vocab=151_936, family="qwen3",
+                      kv_heads=8, head_dim=128),
 }
 QWEN3_POSITIONS = 512  # the context each llama-server slot gets; ours defaults to the trained length
 

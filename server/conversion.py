@@ -31,14 +31,12 @@ import llama_cpp
 from filelock import FileLock
 
 from .engine import ensure_backend, usable_cores
+from .llama_build import PATCH
 from .quantization import canonical
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENV = Path(__file__).resolve().parent.parent / ".venv-convert"
-# The project's patch to llama.cpp, applied to the engine's build by `make install` and here to the
-# converter's sources.
-LLAMA_CPP_PATCH = Path(__file__).resolve().parent.parent / "patches" / "llama.cpp-gte.patch"
 
 # Pinned as llama.cpp's requirements-convert_hf_to_gguf.txt asks (torch >= 2.6, transformers,
 # sentencepiece, protobuf); these versions converted every fixture of this project.
@@ -123,7 +121,7 @@ class ConverterEnv:
     @property
     def wanted(self) -> str:
         return json.dumps({"llama_cpp_python": llama_cpp.__version__, "requirements": REQUIREMENTS,
-                           "patch": hashlib.sha256(LLAMA_CPP_PATCH.read_bytes()).hexdigest()})
+                           "patch": hashlib.sha256(PATCH.read_bytes()).hexdigest()})
 
     def is_ready(self) -> bool:
         return self._marker.is_file() and self._marker.read_text() == self.wanted
@@ -165,14 +163,14 @@ class ConverterEnv:
                     member.name = member.name[len(prefix):]
                 tar.extractall(self.sources, members=members, filter="data")
         try:
-            with LLAMA_CPP_PATCH.open() as patch:
+            with PATCH.open() as patch:
                 result = subprocess.run(["patch", "--quiet", "--forward", "-p1", "-d", str(self.sources)],
                                         stdin=patch, capture_output=True, text=True)
         except FileNotFoundError:
             raise ConversionError("setting up the converter needs the `patch` program "
                                   "(Debian and Ubuntu: apt-get install patch)") from None
         if result.returncode != 0:
-            raise ConversionError(f"applying {LLAMA_CPP_PATCH.name} to the converter failed:\n{result.stdout}")
+            raise ConversionError(f"applying {PATCH.name} to the converter failed:\n{result.stdout}")
 
     @staticmethod
     def _run(command: list[str], what: str) -> None:

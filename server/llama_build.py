@@ -15,7 +15,9 @@ from pathlib import Path
 import llama_cpp
 
 PATCHED_ARCHITECTURES = ("gte",)
-PATCH = "patches/llama.cpp-gte.patch"
+# The project's patch to llama.cpp: applied by `make install` to the engine's build and by
+# conversion.py to the converter's sources.
+PATCH = Path(__file__).resolve().parent.parent / "patches" / "llama.cpp-gte.patch"
 
 
 class UnpatchedEngineError(RuntimeError):
@@ -27,7 +29,7 @@ def check_architectures(architectures: tuple[str, ...] = PATCHED_ARCHITECTURES) 
     if missing:
         raise UnpatchedEngineError(
             f"this llama-cpp-python {llama_cpp.__version__} was built without the project's patch "
-            f"({PATCH}): llama.cpp does not know the architecture {', '.join(missing)}. Build it "
+            f"(patches/{PATCH.name}): llama.cpp does not know the architecture {', '.join(missing)}. Build it "
             f"with `make clean install` (CMAKE_ARGS passes through for CUDA or Metal)."
         )
 

@@ -8,19 +8,17 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import uvicorn
 
 from .app import create_app
-from .catalog import Catalog, CatalogError, load_catalog
-from .config import ConfigError, ServerConfig, parse_args
-from .conversion import ConverterEnv
-from .engine import ModelLoadError, check_servable, ensure_backend
-from .gguf_info import NotAGGUFError, read_gguf_info
+from .catalog import CatalogError, load_catalog
+from .config import ConfigError, parse_args
+from .engine import ModelLoadError
+from .gguf_info import NotAGGUFError
 from .llama_build import UnpatchedEngineError
-from .registry import LoadState, ModelRegistry, ModelSlot
-from .sources import ModelSourceError, resolve_model
+from .registry import LoadState, ModelRegistry, configured_slots
+from .sources import ModelSourceError
 
 log = logging.getLogger("server")
 
@@ -45,30 +43,12 @@ STARTUP_ERRORS = (ConfigError, CatalogError, ModelSourceError, NotAGGUFError, Mo
                   ValueError)
 
 
-def model_slots(config: ServerConfig, catalog: Catalog) -> list[ModelSlot]:
-    """Every configured model, found (downloaded if need be) and checked before the server starts."""
-    ensure_backend()  # an unpatched llama.cpp fails here, before anything is downloaded
-    slots = []
-    converter = ConverterEnv(Path(config.converter_env))
-    for i, spec in enumerate(config.models or [catalog.default]):
-        source = resolve_model(spec, catalog, converter)
-        info = read_gguf_info(source.path)
-        check_servable(info)
-        entry = source.entry
-        settings = config.engine_settings(entry.context_length if entry else None,
-                                          entry.instruction if entry else None)
-        alias = config.aliases[i] if i < len(config.aliases) else None
-        slots.append(ModelSlot(source, info, settings, alias=alias, long_documents=config.long_documents_for(entry),
-                               windows=config.window_plan(entry)))
-    return slots
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse_args(argv)
         logging.basicConfig(level=config.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        slots = model_slots(config, load_catalog(config.catalog))
+        slots = configured_slots(config, load_catalog(config.catalog))
         registry = ModelRegistry(slots, max_queued_pairs=config.max_queue_pairs)
     except STARTUP_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,19 +16,20 @@ from .limits import BodyLimit, Limits
 from .lingering import LingeringClose
 from .metrics import Metrics
 from .middleware import ApiKeys, RequestContext
-from .registry import ModelRegistry
 from .routes import PUBLIC_PATHS, ROUTES
+from .service import RerankService
 
 
-def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (), limits: Limits = Limits(),
+def create_app(service: RerankService, api_keys: Sequence[str] = (), limits: Limits = Limits(),
                cors_origins: Sequence[str] = (), on_load_failure: Callable[[], None] | None = None) -> Starlette:
-    """`on_load_failure` lets the process that runs the server stop it when a model cannot load."""
-    metrics = Metrics(queue_depths=registry.queue_depths)
+    """`service` holds the models: in this process (ModelRegistry) or in Ray Serve replicas
+    (RayModels). `on_load_failure` lets the process that runs the server stop it when a model
+    cannot load."""
+    metrics = Metrics(queue_depths=service.queue_depths)
 
     async def load() -> None:
-        await asyncio.to_thread(registry.load, on_load_failure, metrics.observe_batch)
-        for slot in registry.slots.values():
-            metrics.load_seconds.labels(slot.name).set(slot.load_seconds)
+        for name, seconds in (await service.start(on_load_failure, metrics.observe_batch)).items():
+            metrics.load_seconds.labels(name).set(seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -37,7 +38,7 @@ def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (), limits: Li
             yield
         finally:
             await loading
-            await asyncio.to_thread(registry.close)
+            await service.stop()
 
     app = Starlette(
         routes=ROUTES,
@@ -53,7 +54,7 @@ def create_app(registry: ModelRegistry, api_keys: Sequence[str] = (), limits: Li
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    app.state.registry = registry
+    app.state.service = service
     app.state.metrics = metrics
     app.state.limits = limits
     app.state.auth_required = bool(api_keys)

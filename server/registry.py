@@ -1,20 +1,25 @@
-"""The models this process serves, loaded in the background so `/health` can answer 503 meanwhile."""
+"""The models this process serves, loaded in the background so `/health` can answer 503 meanwhile:
+the in-process implementation of the rerank service (server/service.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .engine import EngineSettings, RerankEngine
+from .catalog import Catalog
+from .config import ServerConfig
+from .conversion import ConverterEnv
+from .engine import EngineSettings, RerankEngine, check_servable, ensure_backend
 from .errors import ApiError
-from .gguf_info import GGUFInfo
-from .rerank import ServedModel
+from .gguf_info import GGUFInfo, read_gguf_info
+from .rerank import RerankJob, RerankOutcome, ServedModel, rerank
 from .scheduler import BatchObserver
 from .schemas import ModelCard, ModelMeta
-from .sources import ModelSource
+from .sources import ModelSource, resolve_model
 from .windows import LongDocuments, WindowPlan
 
 log = logging.getLogger(__name__)
@@ -84,6 +89,24 @@ class ModelSlot:
         )
 
 
+def configured_slots(config: ServerConfig, catalog: Catalog) -> list[ModelSlot]:
+    """Every configured model, found (downloaded if need be) and checked before it is served."""
+    ensure_backend()  # an unpatched llama.cpp fails here, before anything is downloaded
+    slots = []
+    converter = ConverterEnv(Path(config.converter_env))
+    for i, spec in enumerate(config.models or [catalog.default]):
+        source = resolve_model(spec, catalog, converter)
+        info = read_gguf_info(source.path)
+        check_servable(info)
+        entry = source.entry
+        settings = config.engine_settings(entry.context_length if entry else None,
+                                          entry.instruction if entry else None)
+        alias = config.aliases[i] if i < len(config.aliases) else None
+        slots.append(ModelSlot(source, info, settings, alias=alias, long_documents=config.long_documents_for(entry),
+                               windows=config.window_plan(entry)))
+    return slots
+
+
 class ModelRegistry:
     """Owns the served models; requests ask for one by the name they sent."""
 
@@ -115,6 +138,18 @@ class ModelRegistry:
                 if on_failure:
                     on_failure()
                 return
+
+    async def start(self, on_failure: Callable[[], None] | None = None,
+                    on_batch: BatchObserver | None = None) -> Mapping[str, float]:
+        await asyncio.to_thread(self.load, on_failure, on_batch)
+        return {name: slot.load_seconds for name, slot in self.slots.items() if slot.model}
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    async def rerank(self, model: str | None, job: RerankJob) -> tuple[str, RerankOutcome]:
+        served = self.get(model)
+        return served.name, await rerank(served, job)
 
     def get(self, requested: str | None) -> ServedModel:
         """With one model served, any name is accepted (GPUStack rewrites it); with several, the

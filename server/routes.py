@@ -1,6 +1,7 @@
 """HTTP endpoints: decode and validate the request, call the rerank service, shape the answer.
 
-Nothing here knows llama.cpp; the registry on `app.state` hands out the served model.
+Nothing here knows llama.cpp or Ray; the rerank service on `app.state` (server/service.py) holds the
+models, in this process or in Ray Serve replicas.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from .engine import InputError
 from .errors import ApiError
 from .limits import Limits
 from .openapi import openapi_document
-from .registry import ModelRegistry
-from .rerank import RerankJob, RerankOutcome, rerank
+from .rerank import RerankJob, RerankOutcome
 from .scheduler import QueueFull, SchedulerClosed
 from .schemas import (
     ClusterAuth,
@@ -51,6 +51,7 @@ from .schemas import (
     TEIRerankRequest,
     Usage,
 )
+from .service import RerankService
 from .windows import TooManyWindows
 
 T = TypeVar("T")
@@ -101,8 +102,8 @@ def decode_body(body: bytes, schema: type[T]) -> T:
     return to_request(decode_json(body), schema)
 
 
-def registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
+def service(request: Request) -> RerankService:
+    return request.app.state.service
 
 
 async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -> tuple[str, RerankOutcome]:
@@ -110,8 +111,7 @@ async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -
     request's pairs that are not scored yet."""
     limits: Limits = request.app.state.limits
     limits.check(job)
-    model = registry(request).get(model_name)
-    work = asyncio.ensure_future(rerank(model, job))
+    work = asyncio.ensure_future(service(request).rerank(model_name, job))
     hang_up = asyncio.ensure_future(_client_gone(request))
     try:
         done, _ = await asyncio.wait({work, hang_up}, timeout=limits.request_timeout,
@@ -125,7 +125,7 @@ async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -
         raise ApiError(504, f"the request took longer than {limits.request_timeout:g} s; "
                             f"its remaining work was dropped")
     try:
-        outcome = work.result()
+        result = work.result()
     except TooManyWindows as exc:
         raise ApiError(413, str(exc)) from None
     except InputError as exc:
@@ -134,8 +134,9 @@ async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -
         raise ApiError(503, f"the server is busy ({exc}); retry shortly", headers={"Retry-After": "1"}) from None
     except SchedulerClosed as exc:
         raise ApiError(503, str(exc)) from None
-    request.app.state.metrics.observe_rerank(model.name, len(job.documents), outcome.prompt_tokens)
-    return model.name, outcome
+    served_name, outcome = result
+    request.app.state.metrics.observe_rerank(served_name, len(job.documents), outcome.prompt_tokens)
+    return served_name, outcome
 
 
 async def _client_gone(request: Request) -> None:
@@ -211,12 +212,12 @@ async def cohere_rerank(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     """OpenAI-style model list; GPUStack treats a 200 here as ready."""
-    return MsgspecResponse(ModelList(object="list", data=registry(request).model_cards()))
+    return MsgspecResponse(ModelList(object="list", data=service(request).model_cards()))
 
 
 async def describe_model(request: Request) -> Response:
     """`GET /v1/models/{model}`: one model, as OpenAI and Xinference (`model_type`) describe it."""
-    card = registry(request).model_card(request.path_params["model"])
+    card = service(request).model_card(request.path_params["model"])
     return MsgspecResponse(ModelDescription(**msgspec.structs.asdict(card)))
 
 
@@ -227,7 +228,7 @@ async def cluster_auth(request: Request) -> Response:
 
 async def tei_info(request: Request) -> Response:
     """TEI's `GET /info` for the first served model (TEI serves one); Dify's TEI provider reads it."""
-    card = registry(request).model_card(None)
+    card = service(request).model_card(None)
     limits: Limits = request.app.state.limits
     return MsgspecResponse(TEIInfo(
         model_id=card.meta.repository or card.id, model_sha=None,
@@ -243,7 +244,7 @@ async def tei_info(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    registry(request).check_ready()
+    service(request).check_ready()
     return MsgspecResponse(Health(status="ok"))
 
 

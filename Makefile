@@ -16,7 +16,7 @@ ARGS   ?=
 #   CMAKE_ARGS="-DGGML_CUDA=on" make install
 # To rebuild an existing .venv for another backend: make clean install.
 
-.PHONY: install run-model test browser converter convert fixtures bench clean
+.PHONY: install run-model run-ray test browser converter convert fixtures bench clean
 
 LLAMA_CPP_PYTHON := 0.3.36
 SDIST     := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON)
@@ -51,6 +51,16 @@ $(VENV)/.test-installed: $(VENV)/.installed pyproject.toml
 
 run-model: install
 	$(PY) -m server $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) $(ARGS)
+
+# The same API through Ray Serve on a local Ray head: make run-ray [MODEL=...] [PORT=8080] [REPLICAS=2]
+REPLICAS ?= 2
+
+$(VENV)/.ray-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[ray]'
+	touch $@
+
+run-ray: $(VENV)/.ray-installed
+	$(PY) -m server.ray_app $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) --replicas $(REPLICAS) $(ARGS)
 
 test: $(VENV)/.test-installed converter browser
 	$(PY) -m pytest

@@ -69,6 +69,13 @@ class ModelSlot:
         self.state = LoadState.READY
         log.info("loaded %s from %s in %.1fs", self.name, self.source.path, self.load_seconds)
 
+    def unload(self) -> None:
+        """Free the engine (a model evicted from a Ray replica); the slot can load again."""
+        if self.model is not None:
+            self.model.close()
+            self.model = None
+            self.state = LoadState.LOADING
+
     def card(self) -> ModelCard:
         source = self.source
         engine = self.model.engine if self.model else None
@@ -185,6 +192,4 @@ class ModelRegistry:
 
     def close(self) -> None:
         for slot in self.slots.values():
-            if slot.model is not None:
-                slot.model.close()
-                slot.model = None
+            slot.unload()

@@ -4,8 +4,9 @@
 # the checkpoint converter's environment, set up on the first conversion, lives there too.
 FROM python:3.11-slim
 
-# patch: `make install` and the converter apply patches/llama.cpp-gte.patch to llama.cpp's sources.
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake patch \
+# patch: `make install` and the converter apply patches/llama.cpp-gte.patch to llama.cpp's sources;
+# wget: KubeRay's probes call it (deploy/kubernetes/rayservice.yaml).
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake patch wget \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -14,6 +15,9 @@ COPY patches ./patches
 COPY server ./server
 # The same build as on a workstation: llama-cpp-python from its sources with the project's patch.
 RUN make install VENV=/venv && rm -rf .cache
+# --build-arg EXTRAS=ray adds Ray Serve, for a RayService's image.
+ARG EXTRAS=""
+RUN if [ -n "$EXTRAS" ]; then /venv/bin/pip install --no-cache-dir -e ".[$EXTRAS]"; fi
 ENV PATH=/venv/bin:$PATH
 
 ENV HF_HOME=/cache RERANK_HOST=0.0.0.0 RERANK_PORT=8080 RERANK_CATALOG=/app/models.yaml \

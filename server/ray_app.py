@@ -111,9 +111,12 @@ def build_app(app_config: RayAppConfig) -> Application:
 
 
 def build(args: dict[str, Any]) -> Application:
-    """The builder `import_path: server.ray_app:build` names in a Serve config."""
+    """The builder `import_path: server.ray_app:build` names in a Serve config. The server's
+    settings start from the RERANK_* environment variables, as `python -m server`'s do (API keys
+    from a Kubernetes Secret, say); the config's `server` mapping overrides them."""
+    server = {**msgspec.to_builtins(parse_args([])), **args.get("server", {})}
     try:
-        return build_app(msgspec.convert(args, RayAppConfig, strict=False))
+        return build_app(msgspec.convert({**args, "server": server}, RayAppConfig, strict=False))
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid Serve config args: {exc}") from None
 

@@ -1,5 +1,6 @@
-"""`python -m server.ray_app` (what `make run-ray` runs): a local Ray head serving the API, stopped
-with everything it started by SIGTERM."""
+"""The two ways a user starts the Ray Serve application on one machine: `python -m server.ray_app`
+(what `make run-ray` runs), stopped with everything it started by SIGTERM, and `serve run` on
+deploy/ray/serve.yaml."""
 
 from __future__ import annotations
 
@@ -8,13 +9,36 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import ROOT, TOLERANCE, XLMR, case, free_port
-from tests.test_ray import wait_healthy
+
+
+def without_ray_address() -> dict[str, str]:
+    """So the command starts its own head rather than joining a cluster named in the environment."""
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+
+def wait_up(proc: subprocess.Popen, port: int, log: IO[str]) -> None:
+    """Until /health answers 200; an early exit fails at once, with the command's output."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"exited {proc.returncode}:\n{log.read()[-5000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("not healthy within 120 s")
 
 
 def children(pid: int) -> set[int]:
@@ -49,7 +73,7 @@ def test_serves_through_a_local_head_and_stops_on_sigterm(reference: dict) -> No
     proc = subprocess.Popen([sys.executable, "-m", "server.ray_app", "--model", str(XLMR), "--alias", "xlmr-tiny",
                              "--replicas", "2", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}")
+        wait_up(proc, port, log)
         panda = case(reference, "panda")
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", timeout=30,
                             json={"query": panda["query"], "documents": panda["documents"]}).json()
@@ -71,6 +95,40 @@ def test_serves_through_a_local_head_and_stops_on_sigterm(reference: dict) -> No
 def test_bad_flags_exit_2_before_starting_ray() -> None:
     result = subprocess.run([sys.executable, "-m", "server.ray_app", "--model", str(XLMR), "--replicas", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "RAY_ADDRESS": ""})
+                            env=without_ray_address())
     assert result.returncode == 2
     assert "argument --replicas: must be at least 1, not 0" in result.stderr
+
+
+def test_serve_config_runs_with_serve_run(tmp_path: Path, reference: dict) -> None:
+    """deploy/ray/serve.yaml as a user runs it (`serve run`), with the fixture for the model and one
+    CPU per replica so it fits this machine."""
+    config = yaml.safe_load((ROOT / "deploy" / "ray" / "serve.yaml").read_text())
+    port = free_port()
+    config["http_options"].update(host="127.0.0.1", port=port)
+    (application,) = config["applications"]
+    name = application["args"]["server"]["models"][0]
+    application["args"]["server"].update(models=[str(XLMR)], aliases=[name], threads=1)
+    for deployment in application["deployments"]:
+        if deployment["name"] == name:
+            deployment["ray_actor_options"]["num_cpus"] = 1
+            deployment["autoscaling_config"]["max_replicas"] = 2
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(path)], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT, env=without_ray_address())
+    try:
+        wait_up(proc, port, log)
+        panda = case(reference, "panda")
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", timeout=30,
+                            json={"query": panda["query"], "documents": panda["documents"]}).json()
+        assert answer["model"] == name
+        by_index = {r["index"]: r["relevance_score"] for r in answer["results"]}
+        assert [by_index[i] for i in range(len(panda["scores"]))] == pytest.approx(panda["scores"], abs=TOLERANCE)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

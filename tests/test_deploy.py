@@ -1,0 +1,106 @@
+"""deploy/: the Serve config against Ray's own schema and the builder, every Kubernetes manifest
+against the Kubernetes schemas (kubernetes-validate, offline), and the two kept consistent."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import msgspec
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from server.config import ConfigError
+from server.ray_app import MULTIPLEXED_DEPLOYMENT, RayAppConfig, build, served_names
+from tests.conftest import ROOT
+
+SERVE_CONFIG = ROOT / "deploy" / "ray" / "serve.yaml"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+KUBERNETES_VERSION = "1.37.0"
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def serve_config() -> dict[str, Any]:
+    return yaml.safe_load(SERVE_CONFIG.read_text())
+
+
+def test_serve_config_is_valid_for_ray_and_the_builder() -> None:
+    schema = ServeDeploySchema.model_validate(serve_config())
+    (application,) = schema.applications
+    assert application.import_path == "server.ray_app:build"
+    args = msgspec.convert(application.args, RayAppConfig, strict=False)
+    # Every deployment the config tunes is one the builder creates.
+    created = set(served_names(args.server)) if args.models_per_replica is None else {MULTIPLEXED_DEPLOYMENT}
+    tuned = {d.name for d in application.deployments}
+    assert tuned <= created | {"gateway"}, tuned - created
+    for deployment in application.deployments:
+        if deployment.name != "gateway":
+            # A replica reserves the CPUs its engine's threads use.
+            assert deployment.ray_actor_options.num_cpus == args.server.threads
+
+
+def test_builder_refuses_unknown_args() -> None:
+    with pytest.raises(ConfigError, match="replica"):
+        build({"server": {"models": ["x.gguf"]}, "replica": 2})
+
+
+@pytest.mark.parametrize("path", sorted(KUBERNETES.glob("*.yaml")), ids=lambda p: p.name)
+def test_kubernetes_manifests_validate(path: Path) -> None:
+    for document in documents(path):
+        for resource in builtin_resources(document):
+            kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+
+
+def builtin_resources(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The document itself when Kubernetes defines its kind; for a custom resource (KubeRay's
+    RayService, Prometheus Operator's ServiceMonitor, whose schemas are not Kubernetes'), the pod
+    templates it holds, as PodTemplates, and its own checks below."""
+    kind = document["kind"]
+    if kind == "RayService":
+        cluster = document["spec"]["rayClusterConfig"]
+        groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+        return [{"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"rerank-{i}"},
+                 "template": group["template"]} for i, group in enumerate(groups)]
+    if kind == "ServiceMonitor":
+        return []
+    return [document]
+
+
+def test_rayservice_runs_the_serve_config() -> None:
+    (rayservice,) = documents(KUBERNETES / "rayservice.yaml")
+    assert rayservice["apiVersion"] == "ray.io/v1"
+    assert yaml.safe_load(rayservice["spec"]["serveConfigV2"]) == serve_config()
+    assert rayservice["spec"]["rayClusterConfig"]["rayVersion"] == importlib.metadata.version("ray")
+
+
+def test_plain_manifests_fit_together() -> None:
+    resources = {(d["kind"], d["metadata"]["name"]): d for d in documents(KUBERNETES / "rerank.yaml")}
+    deployment = resources["Deployment", "rerank"]
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    probes = ("startupProbe", "readinessProbe", "livenessProbe")
+    assert {container[probe]["httpGet"]["path"] for probe in probes} == {"/health"}
+    # The Service and the ServiceMonitor find the pods, on a port the container has.
+    labels = pod["metadata"]["labels"]
+    service = resources["Service", "rerank"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    port_names = {p["name"] for p in container["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+    (monitor,) = documents(KUBERNETES / "servicemonitor.yaml")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
+    assert {e["path"] for e in monitor["spec"]["endpoints"]} == {"/metrics"}
+    # The autoscaler scales this Deployment; the model cache is the claim the file declares.
+    hpa = resources["HorizontalPodAutoscaler", "rerank"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    claim = pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert ("PersistentVolumeClaim", claim) in resources
+    # The image's model cache (HF_HOME=/cache in the Dockerfile) is the mounted volume.
+    assert container["volumeMounts"][0]["mountPath"] == "/cache"
+    assert "HF_HOME=/cache" in (ROOT / "Dockerfile").read_text()

@@ -16,7 +16,7 @@ ARGS   ?=
 #   CMAKE_ARGS="-DGGML_CUDA=on" make install
 # To rebuild an existing .venv for another backend: make clean install.
 
-.PHONY: install run-model run-ray test browser converter convert fixtures bench clean
+.PHONY: install run-model run-ray test browser converter convert fixtures bench bench-ray clean
 
 LLAMA_CPP_PYTHON := 0.3.36
 SDIST     := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON)
@@ -116,6 +116,10 @@ fixtures: $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed
 bench: $(VENV)/.installed $(FIXTURE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/pip install --quiet sentence-transformers==6.2.0
 	$(PY) scripts/benchmark.py $(ARGS)
+
+# Ray Serve's cost and gain on this machine: the proxy's latency, two replicas against one process.
+bench-ray: $(VENV)/.ray-installed $(FIXTURE_VENV)/.installed
+	$(PY) scripts/benchmark_ray.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) .cache .pytest_cache *.egg-info

@@ -49,14 +49,20 @@ class _Loaded:
 
     def __init__(self, slot: ModelSlot, drain_seconds: float) -> None:
         self.slot = slot
+        self.model = slot.model
         self.drain_seconds = drain_seconds
         self.in_flight = 0
 
     def __del__(self) -> None:
+        # Called twice (by Ray, then by the collector), maybe after the slot loaded again for a
+        # later request: only the engine this object loaded is freed, once.
+        if self.slot.model is not self.model:
+            return
         deadline = time.monotonic() + self.drain_seconds
         while self.in_flight and time.monotonic() < deadline:
             time.sleep(DRAIN_POLL_SECONDS)
-        self.slot.unload()
+        if self.slot.model is self.model:
+            self.slot.unload()
 
 
 class ModelReplica:
@@ -101,8 +107,11 @@ class ModelReplica:
         finally:
             loaded.in_flight -= 1
 
-    def describe(self, name: str) -> tuple[ModelCard, float]:
-        """The model's card and load time (zero for a model loaded on demand)."""
+    async def describe(self, name: str) -> tuple[ModelCard, float]:
+        """The model's card and load time, from the loaded engine (a card describes the context
+        and score kind the engine found in the file)."""
+        if self.multiplexed:
+            await self._cached(name)
         slot = self.registry.slots[name]
         return slot.card(), slot.load_seconds
 
@@ -138,8 +147,8 @@ class RayModels:
         `on_batch` is not called here."""
         load_seconds = {}
         try:
-            for name, handle in self.handles.items():
-                self.cards[name], load_seconds[name] = await handle.describe.remote(name)
+            for name in self.handles:
+                self.cards[name], load_seconds[name] = await self._handle(name).describe.remote(name)
         except Exception as exc:  # any failure of a deployment: the gateway reports it on /health
             self.state, self.error = LoadState.FAILED, str(exc)
             log.error("the model deployments did not start: %s", exc)
@@ -159,11 +168,8 @@ class RayModels:
     async def rerank(self, model: str | None, job: RerankJob) -> tuple[str, RerankOutcome]:
         self.check_ready()
         name = self._name(model)
-        handle = self.handles[name]
-        if self.multiplexed:
-            handle = handle.options(multiplexed_model_id=name)
         try:
-            return name, await handle.rerank.remote(name, job)
+            return name, await self._handle(name).rerank.remote(name, job)
         except RayTaskError as exc:
             # The replica's own exception (a bad input, a full queue...), handled as in one process.
             raise exc.cause from None
@@ -187,6 +193,11 @@ class RayModels:
     def queue_depths(self) -> dict[str, int]:
         """The queues are in the replicas; Ray Serve's own metrics report their ongoing requests."""
         return {}
+
+    def _handle(self, name: str) -> DeploymentHandle:
+        """The handle of the deployment holding `name`; a multiplexed one routes by the model."""
+        handle = self.handles[name]
+        return handle.options(multiplexed_model_id=name) if self.multiplexed else handle
 
     def _name(self, requested: str | None) -> str:
         """As in one process: with one model served, any name is accepted."""

@@ -119,8 +119,8 @@ def test_second_model_reaches_its_deployment(proxy: str, single: RunningServer) 
     ray_answer = post(proxy, "/v1/rerank", body)
     assert_same(ray_answer, post(single.url, "/v1/rerank", body))
     assert ray_answer.json()["model"] == "qwen3-tiny"
-    models = httpx.get(f"{proxy}/v1/models", headers=AUTH, timeout=10).json()
-    assert [m["id"] for m in models["data"]] == MODELS
+    assert [card["id"] for card in cards(proxy)] == MODELS
+    assert cards(proxy) == cards(single.url)
 
 
 def test_keys_and_errors_as_one_process(proxy: str, single: RunningServer) -> None:
@@ -227,3 +227,10 @@ def test_multiplexed_replica_swaps_models(proxy: str, single: RunningServer) -> 
         # The bound holds: the other model was evicted to make room.
         assert [s.loaded for s in replica_statuses("models", 1).values()] == [[body["model"]]]
     assert len(live_replicas("models")) == 1
+    # The cards describe each engine as loaded (context, score kind), as in one process.
+    assert cards(proxy) == cards(single.url)
+
+
+def cards(url: str) -> list[dict]:
+    data = httpx.get(f"{url}/v1/models", headers=AUTH, timeout=10).json()["data"]
+    return [{k: v for k, v in card.items() if k != "created"} for card in data]

@@ -4,6 +4,7 @@ deploy/ray/serve.yaml."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,6 +42,20 @@ def wait_up(proc: subprocess.Popen, port: int, log: IO[str]) -> None:
     raise TimeoutError("not healthy within 120 s")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Whatever happened in the test: SIGTERM, then SIGKILL to the whole session, so no Ray
+    process outlives it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def children(pid: int) -> set[int]:
     """Every process descended from `pid`."""
     found: set[int] = set()
@@ -71,7 +86,8 @@ def test_serves_through_a_local_head_and_stops_on_sigterm(reference: dict) -> No
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([sys.executable, "-m", "server.ray_app", "--model", str(XLMR), "--alias", "xlmr-tiny",
-                             "--replicas", "2", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                             "--replicas", "2", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         wait_up(proc, port, log)
         panda = case(reference, "panda")
@@ -84,12 +100,15 @@ def test_serves_through_a_local_head_and_stops_on_sigterm(reference: dict) -> No
         assert len(started) >= 3  # Ray's GCS, raylet and workers
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        # Everything it started is gone (checked before the clean-up below kills leftovers).
+        deadline = time.monotonic() + 10
+        while [pid for pid in started if alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [pid for pid in started if alive(pid)]
         log.seek(0)
-        output = log.read()
-    assert not [pid for pid in started if alive(pid)], output
+        assert not left, log.read()[-5000:]
+    finally:
+        stop(proc)
 
 
 def test_bad_flags_exit_2_before_starting_ray() -> None:
@@ -117,7 +136,7 @@ def test_serve_config_runs_with_serve_run(tmp_path: Path, reference: dict) -> No
     path.write_text(yaml.safe_dump(config))
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(path)], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT, env=without_ray_address())
+                            stdout=log, stderr=subprocess.STDOUT, env=without_ray_address(), start_new_session=True)
     try:
         wait_up(proc, port, log)
         panda = case(reference, "panda")
@@ -129,6 +148,4 @@ def test_serve_config_runs_with_serve_run(tmp_path: Path, reference: dict) -> No
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)

@@ -16,7 +16,7 @@ ARGS   ?=
 #   CMAKE_ARGS="-DGGML_CUDA=on" make install
 # To rebuild an existing .venv for another backend: make clean install.
 
-.PHONY: install run-model run-ray test browser converter convert fixtures bench bench-ray clean
+.PHONY: install run-model run-ray test browser converter convert fixtures bench bench-ray bench-quant bench-concurrency clean
 
 LLAMA_CPP_PYTHON := 0.3.36
 SDIST     := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON)
@@ -120,6 +120,16 @@ bench: $(VENV)/.installed $(FIXTURE_VENV)/.installed
 # Ray Serve's cost and gain on this machine: the proxy's latency, two replicas against one process.
 bench-ray: $(VENV)/.ray-installed $(FIXTURE_VENV)/.installed
 	$(PY) scripts/benchmark_ray.py $(ARGS)
+
+# Weight types for CPUs: speed and score drift of F32/F16/Q8_0/Q4_K_M, with ONNX Runtime beside them.
+bench-quant: $(VENV)/.installed $(FIXTURE_VENV)/.installed
+	$(FIXTURE_VENV)/bin/pip install --quiet onnxruntime==1.32.0 onnx==1.23.2 onnxscript==0.7.2
+	$(PY) scripts/benchmark_quant.py $(ARGS)
+
+# docs/concurrency.png: documents/s and p95 latency against concurrent clients, ours and llama-server.
+bench-concurrency: $(VENV)/.installed $(FIXTURE_VENV)/.installed
+	$(FIXTURE_VENV)/bin/pip install --quiet matplotlib==3.11.2
+	$(PY) scripts/benchmark_concurrency.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) .cache .pytest_cache *.egg-info

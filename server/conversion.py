@@ -46,11 +46,13 @@ REQUIREMENTS = ["torch==2.13.0", "transformers==5.23.0", "sentencepiece==0.2.3",
 PIP_ARGS_VARIABLE = "RERANK_CONVERTER_PIP_ARGS"
 
 # Architectures (config.json's `architectures[0]`) the converter turns into a rank head this engine
-# serves faithfully, each with its default weight type: encoders lose nothing measurable in F16;
-# Qwen3 rerankers are 0.6-8B, where Q8_0 halves the size (as ggml-org's own Qwen3-Reranker GGUF).
+# serves faithfully, each with its default weight type for CPU serving: encoders in F32, which
+# scored 1.26x faster than F16 (and Q8_0) on this project's CPU with no drift at all (README,
+# Performance: weight types); Qwen3 rerankers are 0.6-8B, where Q8_0 halves the size (as ggml-org's
+# own Qwen3-Reranker GGUF).
 CONVERTIBLE = {
-    "XLMRobertaForSequenceClassification": "F16",
-    "NewForSequenceClassification": "F16",
+    "XLMRobertaForSequenceClassification": "F32",
+    "NewForSequenceClassification": "F32",
     "Qwen3ForCausalLM": "Q8_0",
 }
 # Weight types the converter writes itself; others are quantized from F16 by llama.cpp's quantizer.

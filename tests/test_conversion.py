@@ -120,12 +120,12 @@ def test_a_qwen3_reranker_checkpoint_is_converted_to_q8_0_by_default(hub, tmp_pa
     assert out.strip().endswith(str(converted_file(tmp_path, "Q8_0", QWEN3_REPO)))
 
 
-def test_an_encoder_checkpoint_is_converted_to_f16_by_default(hub, tmp_path):
+def test_an_encoder_checkpoint_is_converted_to_f32_by_default(hub, tmp_path):
     code, out = RunningServer("--model", CHECKPOINT_REPO, "--fetch-only",
                               env=hub_env(tmp_path, hub.endpoint)).wait_exit(timeout=600)
     assert code == 0, out
-    assert out.strip().endswith(str(converted_file(tmp_path, "F16")))
-    assert read_gguf_info(converted_file(tmp_path, "F16")).weight_type == "F16"
+    assert out.strip().endswith(str(converted_file(tmp_path, "F32")))
+    assert read_gguf_info(converted_file(tmp_path, "F32")).weight_type == "F32"
 
 
 def test_types_the_converter_lacks_are_quantized_by_llama_cpp(hub, tmp_path):

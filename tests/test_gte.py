@@ -112,12 +112,12 @@ def test_a_checkpoint_without_the_new_prefix_converts_to_the_same_scores(hub, tm
     np.testing.assert_allclose(scores, c["logits"], atol=TOLERANCE_NO_FLASH_ATTN)
 
 
-def test_the_default_conversion_is_f16(hub, tmp_path):
+def test_the_default_conversion_is_f32(hub, tmp_path):
     code, out = RunningServer("--model", "gte-multilingual-reranker-base", "--fetch-only",
                               env=hub_env(tmp_path, hub.endpoint)).wait_exit(timeout=600)
     assert code == 0, out
     info = read_gguf_info(out.strip().splitlines()[-1].split("\t")[1])
-    assert (info.architecture, info.weight_type) == ("gte", "F16")
+    assert (info.architecture, info.weight_type) == ("gte", "F32")
 
 
 def test_llama_box_ggufs_are_refused_with_the_way_to_convert():

@@ -1,0 +1,243 @@
+"""Which weight type to serve on a CPU: speed against the scores each type keeps, with ONNX Runtime
+(the engine behind Infinity's and optimum's CPU paths) on the same checkpoint as a column.
+
+For one Hugging Face checkpoint (default: scripts/benchmark.py's base shape, XLM-R like
+bge-reranker-base), this script
+1. converts it with llama.cpp's converter to F32, F16 and Q8_0, and quantizes the F16 file to
+   Q4_K_M with llama.cpp's quantizer (the service's own `quantize`, the library llama-quantize is);
+2. serves each file with the service and measures the 3-document p50 latency, the 64-document
+   documents/s and the peak RSS, with the 64-document scores;
+3. scores the same 64 documents with transformers (fp32, the reference) and with ONNX Runtime
+   (the checkpoint exported by torch.onnx, fp32), timing ONNX Runtime on the same workloads;
+4. reports each type's drift: the largest |score - F32's| and |score - transformers'|, and how many
+   of the 64 documents change rank against transformers' order.
+
+Usage (`make bench-quant`):
+    .venv/bin/python scripts/benchmark_quant.py [--hf-dir DIR] [--threads 2] [--out bench-quant.json]
+The transformers and ONNX Runtime parts run under the fixture venv (`.venv-fixtures`, with
+onnxruntime, onnx and onnxscript, which `make bench-quant` installs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark as bench  # noqa: E402  (the sibling script: workloads, servers, statistics)
+
+TYPES = ("F32", "F16", "Q8_0", "Q4_K_M")
+CONVERTER_TYPES = {"F32": "f32", "F16": "f16", "Q8_0": "q8_0"}
+SCORE_BATCH = 16  # pairs per transformers / ONNX Runtime call
+
+
+# -- under the fixture venv ---------------------------------------------------------------------
+
+
+def _encode(tokenizer: Any, query: str, documents: list[str]) -> dict[str, Any]:
+    return tokenizer([query] * len(documents), documents, padding=True, truncation=True,
+                     max_length=bench.MAX_POSITIONS - 2, return_tensors="np")
+
+
+def fixture_reference(hf_dir: Path, spec_path: Path) -> None:
+    """transformers' fp32 logits for the bulk request, as JSON on stdout."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    spec = json.loads(spec_path.read_text())
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
+    bulk = spec["bulk"]
+    scores: list[float] = []
+    with torch.inference_mode():
+        for i in range(0, len(bulk["documents"]), SCORE_BATCH):
+            batch = _encode(tokenizer, bulk["query"], bulk["documents"][i:i + SCORE_BATCH])
+            logits = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits
+            scores.extend(logits[:, 0].tolist())
+    json.dump({"scores": scores, "transformers": __import__("transformers").__version__}, sys.stdout)
+
+
+def fixture_onnx(hf_dir: Path, spec_path: Path, threads: int, onnx_path: Path) -> None:
+    """Export the checkpoint to ONNX once, then time ONNX Runtime on the latency and bulk
+    workloads (tokenising included, as a server would); JSON on stdout."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    spec = json.loads(spec_path.read_text())
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    if not onnx_path.exists():
+        model = AutoModelForSequenceClassification.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
+        sample = _encode(tokenizer, "query", ["a document", "another document"])
+        torch.onnx.export(model, (torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"])),
+                          str(onnx_path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                        "attention_mask": {0: "batch", 1: "tokens"}, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+        del model
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def score(query: str, documents: list[str]) -> list[float]:
+        out: list[float] = []
+        for i in range(0, len(documents), SCORE_BATCH):
+            batch = _encode(tokenizer, query, documents[i:i + SCORE_BATCH])
+            feeds = {"input_ids": batch["input_ids"].astype(np.int64),
+                     "attention_mask": batch["attention_mask"].astype(np.int64)}
+            out.extend(session.run(["logits"], feeds)[0][:, 0].tolist())
+        return out
+
+    def timed(request: dict[str, Any]) -> float:
+        start = time.perf_counter()
+        score(request["query"], request["documents"])
+        return time.perf_counter() - start
+
+    latency, bulk = spec["latency"], spec["bulk"]
+    for _ in range(3):
+        timed(latency)
+    latencies = [timed(latency) for _ in range(spec["latency_runs"])]
+    score(bulk["query"], bulk["documents"][:8])
+    bulk_times = [timed(bulk) for _ in range(spec["bulk_runs"])]
+    json.dump({"latency_s": latencies, "bulk_s": bulk_times, "scores": score(bulk["query"], bulk["documents"]),
+               "peak_rss_mib": bench.peak_rss_self_mib(), "onnxruntime": ort.__version__}, sys.stdout)
+
+
+# -- under the service venv ---------------------------------------------------------------------
+
+
+def fixture_json(*args: str) -> dict[str, Any]:
+    done = subprocess.run([str(bench.FIXTURE_PYTHON), __file__, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def make_gguf(hf_dir: Path, llama_src: Path, out_dir: Path, weight_type: str) -> Path:
+    out = out_dir / f"model-{weight_type}.gguf"
+    if out.exists():
+        return out
+    if weight_type in CONVERTER_TYPES:
+        subprocess.run([str(bench.FIXTURE_PYTHON), str(llama_src / "convert_hf_to_gguf.py"), str(hf_dir),
+                        "--outtype", CONVERTER_TYPES[weight_type], "--outfile", str(out)],
+                       check=True, capture_output=True)
+    else:
+        from server.conversion import quantize
+
+        quantize(make_gguf(hf_dir, llama_src, out_dir, "F16"), out, weight_type)
+    return out
+
+
+def drift(scores: list[float], against: list[float]) -> dict[str, float]:
+    """The largest score difference, and how many documents sit at another rank."""
+    order = sorted(range(len(against)), key=lambda i: -against[i])
+    ours = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return {"max_abs": max(abs(a - b) for a, b in zip(scores, against, strict=True)),
+            "rank_changes": sum(1 for a, b in zip(ours, order, strict=True) if a != b)}
+
+
+def measure_type(gguf: Path, threads: int, workloads: bench.Workloads, opts: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    port = bench.free_port()
+    command = bench.ours_command(gguf, port, threads, 256)
+    with bench.running(gguf.stem, command, port, {}, opts.work_dir / "logs" / f"quant-{gguf.stem}.log") as server:
+        with httpx.Client(timeout=bench.REQUEST_TIMEOUT) as client:
+            for _ in range(3):
+                bench.rerank(client, server.url, workloads.latency)
+            latency = [bench.time_request(client, server.url, workloads.latency) for _ in range(opts.latency_runs)]
+            bulk = bench.measure_bulk(client, server.url, workloads, opts.bulk_runs)
+            scores = bench.rerank(client, server.url, workloads.bulk)
+    return {"file_mib": gguf.stat().st_size / 2**20, "latency_p50_ms": bench.percentile(latency, 50) * 1000,
+            "bulk_docs_per_s": len(workloads.bulk.documents) / statistics.median(bulk),
+            "peak_rss_mib": server.peak_rss_mib, "scores": scores, "load_average": bench.load_average()}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Model: {results['model']}; {results['threads']} threads; 64-document workload; "
+        f"reference: transformers {results['transformers']} fp32 (score spread {results['spread']:.4f}).",
+        "",
+        "| engine | file (MiB) | 3-doc p50 (ms) | 64-doc docs/s | peak RSS (MiB) | max \\|Δ\\| vs F32 "
+        "| max \\|Δ\\| vs transformers | rank changes (of 64) | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, run in results["runs"].items():
+        f32, ref = run["vs_f32"], run["vs_reference"]
+        lines.append(f"| {name} | {bench.fmt(run.get('file_mib'))} | {run['latency_p50_ms']:.1f} "
+                     f"| {run['bulk_docs_per_s']:.2f} | {bench.fmt(run.get('peak_rss_mib'), 0)} "
+                     f"| {f32['max_abs']:.2e} | {ref['max_abs']:.2e} | {ref['rank_changes']} "
+                     f"| {run['load_average'][0]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["_reference"]:
+        fixture_reference(Path(args[1]), Path(args[2]))
+        return
+    if args[:1] == ["_onnx"]:
+        fixture_onnx(Path(args[1]), Path(args[2]), int(args[3]), Path(args[4]))
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hf-dir", type=Path, help="checkpoint (default: scripts/benchmark.py's base shape)")
+    p.add_argument("--llama-src", type=Path, help="llama.cpp sources for the converter (default: the sdist)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--types", default=",".join(TYPES), help="weight types to sweep")
+    p.add_argument("--latency-runs", type=int, default=20)
+    p.add_argument("--bulk-runs", type=int, default=2)
+    p.add_argument("--work-dir", type=Path, default=bench.DEFAULT_WORK_DIR)
+    p.add_argument("--out", type=Path, default=Path("bench-quant.json"))
+    opts = p.parse_args(args)
+    bench_opts = bench.parse_args(["--shape", "base", "--work-dir", str(opts.work_dir),
+                                   *(["--llama-src", str(opts.llama_src)] if opts.llama_src else [])])
+    hf_dir = opts.hf_dir or bench.ensure_model(bench_opts)[1]
+    llama_src = bench.llama_cpp_source(bench_opts)
+    out_dir = opts.work_dir / f"quant-{hf_dir.parent.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workloads = bench.make_workloads(clients=1, requests_per_client=1, bulk_docs=64, docs_per_request=4)
+    spec = out_dir / "spec.json"
+    spec.write_text(json.dumps({"latency": asdict(workloads.latency), "bulk": asdict(workloads.bulk),
+                                "latency_runs": opts.latency_runs, "bulk_runs": opts.bulk_runs}))
+    reference = fixture_json("_reference", str(hf_dir), str(spec))
+    runs: dict[str, dict[str, Any]] = {}
+    for weight_type in opts.types.split(","):
+        gguf = make_gguf(hf_dir, llama_src, out_dir, weight_type)
+        print(f"{weight_type}: measuring {gguf}", flush=True)
+        runs[weight_type] = measure_type(gguf, opts.threads, workloads, opts)
+        print(f"{weight_type}: {json.dumps({k: v for k, v in runs[weight_type].items() if k != 'scores'})}",
+              flush=True)
+    onnx = fixture_json("_onnx", str(hf_dir), str(spec), str(opts.threads), str(out_dir / "model.onnx"))
+    runs["ONNX Runtime fp32"] = {
+        "latency_p50_ms": bench.percentile(onnx["latency_s"], 50) * 1000,
+        "bulk_docs_per_s": len(workloads.bulk.documents) / statistics.median(onnx["bulk_s"]),
+        "peak_rss_mib": onnx["peak_rss_mib"], "scores": onnx["scores"], "load_average": bench.load_average(),
+        "file_mib": (out_dir / "model.onnx").stat().st_size / 2**20,
+    }
+    f32 = runs.get("F32", {}).get("scores", reference["scores"])
+    for run in runs.values():
+        run["vs_f32"] = drift(run["scores"], f32)
+        run["vs_reference"] = drift(run["scores"], reference["scores"])
+    results = {"model": str(hf_dir), "threads": opts.threads, "transformers": reference["transformers"],
+               "onnxruntime": onnx["onnxruntime"], "spread": max(reference["scores"]) - min(reference["scores"]),
+               "runs": runs}
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    opts.out.with_suffix(".md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -293,11 +293,13 @@ def make_qwen3_model(shape_name: str, out_dir: Path, llama_src: Path) -> None:
         )
         torch.manual_seed(SEED)
         model = Qwen3ForCausalLM(config).eval()
-        ckpt_dir = work / fixtures_qwen3.RERANKER_DIR_NAME
+        # Kept (named as a reranker, which the converter looks for) for scripts/benchmark_quant.py.
+        ckpt_dir = out_dir / fixtures_qwen3.RERANKER_DIR_NAME
         fixtures_qwen3.save_checkpoint(model, tokenizer, ckpt_dir, reranker=True)
         convert(llama_src, ckpt_dir, gguf_path, outtype="q8_0")
     params = sum(p.numel() for p in model.parameters())
-    info = {"shape": shape_name, **asdict(shape), "parameters": params, "gguf": str(gguf_path), "hf_dir": None}
+    info = {"shape": shape_name, **asdict(shape), "parameters": params, "gguf": str(gguf_path),
+            "hf_dir": str(ckpt_dir)}
     (out_dir / "model.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -974,7 +976,8 @@ def benchmark(opts: Options) -> dict[str, Any]:
         measured[server.name].update(settings=server.settings, peak_rss_mib=server.peak_rss_mib)
 
     cross_encoder = None
-    if opts.cross_encoder and hf_dir is not None:
+    # Qwen3-Reranker is not a sequence classifier: its checkpoint is kept for benchmark_quant.py only.
+    if opts.cross_encoder and hf_dir is not None and model_info.get("family", "xlmr") == "xlmr":
         print("running CrossEncoder...", flush=True)
         cross_encoder = run_cross_encoder_subprocess(opts, hf_dir, workloads)
 

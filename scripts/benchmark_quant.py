@@ -49,12 +49,23 @@ def _encode(tokenizer: Any, query: str, documents: list[str]) -> dict[str, Any]:
 
 
 def fixture_reference(hf_dir: Path, spec_path: Path) -> None:
-    """transformers' fp32 logits for the bulk request, as JSON on stdout."""
+    """transformers' fp32 scores for the bulk request, as JSON on stdout: a classifier's logit, or
+    a Qwen3 reranker's P(yes) with the model card's prompt (scripts/fixtures_qwen3.py)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     spec = json.loads(spec_path.read_text())
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    if json.loads((hf_dir / "config.json").read_text())["architectures"][0] == "Qwen3ForCausalLM":
+        import fixtures_qwen3
+        from transformers import Qwen3ForCausalLM
+
+        causal = Qwen3ForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
+        bulk = spec["bulk"]
+        scores = [fixtures_qwen3.p_yes(causal, tokenizer, fixtures_qwen3.pair_ids(tokenizer, None, bulk["query"], d))
+                  for d in bulk["documents"]]
+        json.dump({"scores": scores, "transformers": __import__("transformers").__version__}, sys.stdout)
+        return
     model = AutoModelForSequenceClassification.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
     bulk = spec["bulk"]
     scores: list[float] = []
@@ -166,11 +177,11 @@ def measure_type(gguf: Path, threads: int, workloads: bench.Workloads, opts: arg
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        f"Model: {results['model']}; {results['threads']} threads; 64-document workload; "
+        f"Model: {results['model']}; {results['threads']} threads; {results['documents']}-document workload; "
         f"reference: transformers {results['transformers']} fp32 (score spread {results['spread']:.4f}).",
         "",
         "| engine | file (MiB) | 3-doc p50 (ms) | 64-doc docs/s | peak RSS (MiB) | max \\|Δ\\| vs F32 "
-        "| max \\|Δ\\| vs transformers | rank changes (of 64) | load avg |",
+        "| max \\|Δ\\| vs transformers | rank changes | load avg |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, run in results["runs"].items():
@@ -191,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         fixture_onnx(Path(args[1]), Path(args[2]), int(args[3]), Path(args[4]))
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hf-dir", type=Path, help="checkpoint (default: scripts/benchmark.py's base shape)")
+    p.add_argument("--hf-dir", type=Path, help="checkpoint (default: the --shape of scripts/benchmark.py)")
+    p.add_argument("--shape", default="base", help="scripts/benchmark.py's shape to generate: base, small, qwen3")
+    p.add_argument("--bulk-docs", type=int, default=64, help="documents of the scored request")
     p.add_argument("--llama-src", type=Path, help="llama.cpp sources for the converter (default: the sdist)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--types", default=",".join(TYPES), help="weight types to sweep")
@@ -200,13 +213,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--work-dir", type=Path, default=bench.DEFAULT_WORK_DIR)
     p.add_argument("--out", type=Path, default=Path("bench-quant.json"))
     opts = p.parse_args(args)
-    bench_opts = bench.parse_args(["--shape", "base", "--work-dir", str(opts.work_dir),
+    bench_opts = bench.parse_args(["--shape", opts.shape, "--work-dir", str(opts.work_dir),
                                    *(["--llama-src", str(opts.llama_src)] if opts.llama_src else [])])
     hf_dir = opts.hf_dir or bench.ensure_model(bench_opts)[1]
     llama_src = bench.llama_cpp_source(bench_opts)
     out_dir = opts.work_dir / f"quant-{hf_dir.parent.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    workloads = bench.make_workloads(clients=1, requests_per_client=1, bulk_docs=64, docs_per_request=4)
+    workloads = bench.make_workloads(clients=1, requests_per_client=1, bulk_docs=opts.bulk_docs, docs_per_request=4)
     spec = out_dir / "spec.json"
     spec.write_text(json.dumps({"latency": asdict(workloads.latency), "bulk": asdict(workloads.bulk),
                                 "latency_runs": opts.latency_runs, "bulk_runs": opts.bulk_runs}))
@@ -218,19 +231,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         runs[weight_type] = measure_type(gguf, opts.threads, workloads, opts)
         print(f"{weight_type}: {json.dumps({k: v for k, v in runs[weight_type].items() if k != 'scores'})}",
               flush=True)
-    onnx = fixture_json("_onnx", str(hf_dir), str(spec), str(opts.threads), str(out_dir / "model.onnx"))
-    runs["ONNX Runtime fp32"] = {
-        "latency_p50_ms": bench.percentile(onnx["latency_s"], 50) * 1000,
-        "bulk_docs_per_s": len(workloads.bulk.documents) / statistics.median(onnx["bulk_s"]),
-        "peak_rss_mib": onnx["peak_rss_mib"], "scores": onnx["scores"], "load_average": bench.load_average(),
-        "file_mib": (out_dir / "model.onnx").stat().st_size / 2**20,
-    }
+    onnx: dict[str, Any] = {}
+    if not (hf_dir / "config.json").read_text().count("Qwen3ForCausalLM"):  # ONNX Runtime: the encoders
+        onnx = fixture_json("_onnx", str(hf_dir), str(spec), str(opts.threads), str(out_dir / "model.onnx"))
+        runs["ONNX Runtime fp32"] = {
+            "latency_p50_ms": bench.percentile(onnx["latency_s"], 50) * 1000,
+            "bulk_docs_per_s": len(workloads.bulk.documents) / statistics.median(onnx["bulk_s"]),
+            "peak_rss_mib": onnx["peak_rss_mib"], "scores": onnx["scores"], "load_average": bench.load_average(),
+            "file_mib": (out_dir / "model.onnx").stat().st_size / 2**20,
+        }
     f32 = runs.get("F32", {}).get("scores", reference["scores"])
     for run in runs.values():
         run["vs_f32"] = drift(run["scores"], f32)
         run["vs_reference"] = drift(run["scores"], reference["scores"])
-    results = {"model": str(hf_dir), "threads": opts.threads, "transformers": reference["transformers"],
-               "onnxruntime": onnx["onnxruntime"], "spread": max(reference["scores"]) - min(reference["scores"]),
+    results = {"model": str(hf_dir), "threads": opts.threads, "documents": len(workloads.bulk.documents), "transformers": reference["transformers"],
+               "onnxruntime": onnx.get("onnxruntime"), "spread": max(reference["scores"]) - min(reference["scores"]),
                "runs": runs}
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(results, indent=2))

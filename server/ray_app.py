@@ -83,10 +83,12 @@ def served_names(config: ServerConfig) -> list[str]:
 
 
 def build_app(app_config: RayAppConfig) -> Application:
+    """A replica reserves its threads as Ray CPUs, so unset threads mean one per replica, never
+    all of a node's cores in each replica."""
     config = app_config.server
-    threads = config.threads or 1
     if config.threads is None:
-        config = msgspec.structs.replace(config, threads=threads)
+        config = msgspec.structs.replace(config, threads=1)
+    threads = config.threads
     model_options: dict[str, Any] = {
         "num_replicas": app_config.replicas,
         "max_ongoing_requests": app_config.max_ongoing_requests,

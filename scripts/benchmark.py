@@ -1012,6 +1012,14 @@ def describe_model(info: dict[str, Any]) -> str:
     return f"random XLM-R cross-encoder: {dims}, f16"
 
 
+def write_results(out: Path, results: dict[str, Any], table: str) -> None:
+    """The results as JSON at `out` and their Markdown table beside it (`.md`); the table printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table)
+    print(table)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Dispatch the hidden fixture-venv helpers, or run the benchmark and write the results."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -180,7 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Model: {results['model']}; {results['threads']} threads; {results['documents']}-document workload; "
         f"reference: transformers {results['transformers']} fp32 (score spread {results['spread']:.4f}).",
         "",
-        "| engine | file (MiB) | 3-doc p50 (ms) | 64-doc docs/s | peak RSS (MiB) | max \\|Δ\\| vs F32 "
+        f"| engine | file (MiB) | 3-doc p50 (ms) | {results['documents']}-doc docs/s | peak RSS (MiB) | max \\|Δ\\| vs F32 "
         "| max \\|Δ\\| vs transformers | rank changes | load avg |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -244,14 +244,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for run in runs.values():
         run["vs_f32"] = drift(run["scores"], f32)
         run["vs_reference"] = drift(run["scores"], reference["scores"])
-    results = {"model": str(hf_dir), "threads": opts.threads, "documents": len(workloads.bulk.documents), "transformers": reference["transformers"],
-               "onnxruntime": onnx.get("onnxruntime"), "spread": max(reference["scores"]) - min(reference["scores"]),
-               "runs": runs}
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps(results, indent=2))
-    table = markdown(results)
-    opts.out.with_suffix(".md").write_text(table)
-    print(table)
+    results = {"model": str(hf_dir), "threads": opts.threads, "documents": len(workloads.bulk.documents),
+               "transformers": reference["transformers"], "onnxruntime": onnx.get("onnxruntime"),
+               "spread": max(reference["scores"]) - min(reference["scores"]), "runs": runs}
+    bench.write_results(opts.out, results, markdown(results))
 
 
 if __name__ == "__main__":

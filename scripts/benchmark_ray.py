@@ -108,10 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with bench.running(key, command(port), port, {}, opts.work_dir / "logs" / f"ray-{key}.log") as server:
             results["runs"][key] = measure(server, workloads, opts.latency_runs, opts.bulk_runs)
         print(f"{key}: {json.dumps(results['runs'][key])}", flush=True)
-    opts.out.write_text(json.dumps(results, indent=2))
-    table = markdown(results)
-    opts.out.with_suffix(".md").write_text(table)
-    print(table)
+    bench.write_results(opts.out, results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -46,14 +46,14 @@ REQUIREMENTS = ["torch==2.13.0", "transformers==5.23.0", "sentencepiece==0.2.3",
 PIP_ARGS_VARIABLE = "RERANK_CONVERTER_PIP_ARGS"
 
 # Architectures (config.json's `architectures[0]`) the converter turns into a rank head this engine
-# serves faithfully, each with its default weight type for CPU serving: encoders in F32, which
-# scored 1.26x faster than F16 (and Q8_0) on this project's CPU with no drift at all (README,
-# Performance: weight types); Qwen3 rerankers are 0.6-8B, where Q8_0 halves the size (as ggml-org's
-# own Qwen3-Reranker GGUF).
+# serves faithfully, each with its default weight type for CPU serving (README, Performance: weight
+# types): encoders in F32, which scored 1.26x faster than F16 (and Q8_0) on this project's CPU with
+# no drift at all; Qwen3 rerankers (0.6-8B, where F32 would take 2.4-32 GB) in F16, as fast as Q8_0
+# there with a 27th of its drift.
 CONVERTIBLE = {
     "XLMRobertaForSequenceClassification": "F32",
     "NewForSequenceClassification": "F32",
-    "Qwen3ForCausalLM": "Q8_0",
+    "Qwen3ForCausalLM": "F16",
 }
 # Weight types the converter writes itself; others are quantized from F16 by llama.cpp's quantizer.
 CONVERTER_TYPES = {"F32": "f32", "F16": "f16", "BF16": "bf16", "Q8_0": "q8_0"}

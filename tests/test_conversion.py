@@ -113,11 +113,12 @@ def test_a_qwen3_reranker_checkpoint_is_converted_with_its_head_and_template(hub
     assert "cls.output.weight" in info.tensors and info.rerank_template
 
 
-def test_a_qwen3_reranker_checkpoint_is_converted_to_q8_0_by_default(hub, tmp_path):
+def test_a_qwen3_reranker_checkpoint_is_converted_to_f16_by_default(hub, tmp_path):
     code, out = RunningServer("--model", QWEN3_REPO, "--fetch-only",
                               env=hub_env(tmp_path, hub.endpoint)).wait_exit(timeout=600)
     assert code == 0, out
-    assert out.strip().endswith(str(converted_file(tmp_path, "Q8_0", QWEN3_REPO)))
+    assert out.strip().endswith(str(converted_file(tmp_path, "F16", QWEN3_REPO)))
+    assert read_gguf_info(converted_file(tmp_path, "F16", QWEN3_REPO)).weight_type == "F16"
 
 
 def test_an_encoder_checkpoint_is_converted_to_f32_by_default(hub, tmp_path):

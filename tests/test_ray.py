@@ -16,7 +16,7 @@ from ray.cluster_utils import Cluster
 from server.config import ServerConfig
 from server.ray_app import RayAppConfig, build_app
 from server.ray_service import ReplicaStatus
-from tests.conftest import QWEN3, XLMR, RunningServer, case, free_port
+from tests.conftest import QWEN3, XLMR, RunningServer, case, free_port, wait_healthy
 
 KEY = "sk-ray"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -61,20 +61,8 @@ def proxy(cluster: Cluster, single: RunningServer) -> Iterator[str]:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(RayAppConfig(server=served_config(), replicas=2)), name=APP, route_prefix="/")
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(url)
+    wait_healthy(url, timeout=120)
     yield url
-
-
-def wait_healthy(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not become healthy")
 
 
 def post(url: str, path: str, body: dict, headers: dict = AUTH) -> httpx.Response:
@@ -215,7 +203,7 @@ def test_killed_replica_is_replaced(proxy: str, reference: dict) -> None:
 def test_multiplexed_replica_swaps_models(proxy: str, single: RunningServer) -> None:
     """One replica holding at most one of the two models: each request still reaches its model."""
     serve.run(build_app(RayAppConfig(server=served_config(), models_per_replica=1)), name=APP, route_prefix="/")
-    wait_healthy(proxy)
+    wait_healthy(proxy, timeout=120)
     bodies = [
         {"model": "xlmr-tiny", "query": "what is panda?", "documents": ["hi", "The giant panda is a bear."]},
         {"model": "qwen3-tiny", "query": "capital of China?", "documents": ["Beijing.", "Gravity."]},

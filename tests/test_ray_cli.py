@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TOLERANCE, XLMR, case, free_port
+from tests.conftest import ROOT, TOLERANCE, XLMR, case, free_port, wait_healthy
 
 
 def without_ray_address() -> dict[str, str]:
@@ -26,20 +26,9 @@ def without_ray_address() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
 
 
-def wait_up(proc: subprocess.Popen, port: int, log: IO[str]) -> None:
-    """Until /health answers 200; an early exit fails at once, with the command's output."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"exited {proc.returncode}:\n{log.read()[-5000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("not healthy within 120 s")
+def read(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -89,7 +78,7 @@ def test_serves_through_a_local_head_and_stops_on_sigterm(reference: dict) -> No
                              "--replicas", "2", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        wait_up(proc, port, log)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, lambda: read(log), timeout=120)
         panda = case(reference, "panda")
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", timeout=30,
                             json={"query": panda["query"], "documents": panda["documents"]}).json()
@@ -105,8 +94,7 @@ def test_serves_through_a_local_head_and_stops_on_sigterm(reference: dict) -> No
         while [pid for pid in started if alive(pid)] and time.monotonic() < deadline:
             time.sleep(0.2)
         left = [pid for pid in started if alive(pid)]
-        log.seek(0)
-        assert not left, log.read()[-5000:]
+        assert not left, read(log)[-5000:]
     finally:
         stop(proc)
 
@@ -138,7 +126,7 @@ def test_serve_config_runs_with_serve_run(tmp_path: Path, reference: dict) -> No
     proc = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(path)], cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT, env=without_ray_address(), start_new_session=True)
     try:
-        wait_up(proc, port, log)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, lambda: read(log), timeout=120)
         panda = case(reference, "panda")
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", timeout=30,
                             json={"query": panda["query"], "documents": panda["documents"]}).json()

@@ -168,8 +168,14 @@ class RayModels:
     async def rerank(self, model: str | None, job: RerankJob) -> tuple[str, RerankOutcome]:
         self.check_ready()
         name = self._name(model)
+        response = self._handle(name).rerank.remote(name, job)
         try:
-            return name, await self._handle(name).rerank.remote(name, job)
+            return name, await response
+        except asyncio.CancelledError:
+            # A timeout or a client that hung up: Ray cancels the call in the replica only when
+            # told, and the replica then drops the pairs not scored yet, as one process does.
+            response.cancel()
+            raise
         except RayTaskError as exc:
             # The replica's own exception (a bad input, a full queue...), handled as in one process.
             raise exc.cause from None

@@ -41,6 +41,8 @@ class ReplicaStatus(msgspec.Struct, frozen=True):
     requests: int
     """Rerank calls answered since the replica started."""
     loaded: list[str]
+    queued_pairs: int
+    """Pairs waiting in this replica's schedulers (the gateway's /metrics cannot see them)."""
 
 
 class _Loaded:
@@ -119,7 +121,8 @@ class ModelReplica:
         """Which replica this is, what it has served and which models it holds now."""
         return ReplicaStatus(replica=serve.get_replica_context().replica_id.unique_id,
                              requests=self.served_requests,
-                             loaded=[name for name, slot in self.registry.slots.items() if slot.model])
+                             loaded=[name for name, slot in self.registry.slots.items() if slot.model],
+                             queued_pairs=sum(self.registry.queue_depths().values()))
 
     def __del__(self) -> None:
         self.registry.close()

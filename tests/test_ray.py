@@ -219,6 +219,34 @@ def test_multiplexed_replica_swaps_models(proxy: str, single: RunningServer) -> 
     assert cards(proxy) == cards(single.url)
 
 
+def test_a_request_given_up_on_is_dropped_in_the_replica(proxy: str) -> None:
+    """A request that times out at the gateway leaves no pairs queued in the replica: about 30,000
+    windows of work are dropped at once instead of being scored for nothing."""
+    serve.run(build_app(RayAppConfig(server=ServerConfig(models=[str(XLMR)], aliases=["xlmr-tiny"], threads=1,
+                                                         request_timeout=0.5))), name=APP, route_prefix="/")
+    wait_healthy(proxy, timeout=120)
+    documents = [" ".join(f"word{i} panda bamboo forest" for i in range(j, j + 300)) for j in range(1000)]
+    answer = httpx.post(f"{proxy}/v1/rerank", timeout=60,
+                        json={"query": "panda", "documents": documents, "long_documents": "windows"})
+    assert answer.status_code == 504, answer.text
+
+    def queued() -> int:
+        return sum(s.queued_pairs for s in replica_statuses("xlmr-tiny", 1).values())
+
+    # Empty within a second, and still empty three seconds on, when the replica would long have
+    # finished tokenising and queued its windows had the call not been cancelled there.
+    deadline = time.monotonic() + 1
+    while queued() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    samples = []
+    for _ in range(15):
+        samples.append(queued())
+        time.sleep(0.2)
+    assert samples == [0] * 15
+    # The replica is free for the next request at once.
+    assert post(proxy, "/v1/rerank", {"query": "q", "documents": ["d"]}, {}).status_code == 200
+
+
 def cards(url: str) -> list[dict]:
     data = httpx.get(f"{url}/v1/models", headers=AUTH, timeout=10).json()["data"]
     return [{k: v for k, v in card.items() if k != "created"} for card in data]

@@ -71,15 +71,16 @@ class Gateway:
                           cors_origins=config.cors_origins)
 
 
-def served_names(config: ServerConfig) -> list[str]:
-    """Each model's served name, known without downloading anything (deployments are named by it)."""
+def served_models(config: ServerConfig) -> dict[str, str]:
+    """Each model's served name and its `--model` text, the name known without downloading
+    anything (deployments are named by it)."""
     catalog = load_catalog(config.catalog)
     specs = config.models or [catalog.default]
     names = [config.aliases[i] if i < len(config.aliases) else parse_model_spec(spec, catalog).served_name
              for i, spec in enumerate(specs)]
     if len(set(names)) != len(names):
         raise ConfigError(f"two served models share a name: {names}; give each an alias")
-    return names
+    return dict(zip(names, specs, strict=True))
 
 
 def build_app(app_config: RayAppConfig) -> Application:
@@ -95,18 +96,18 @@ def build_app(app_config: RayAppConfig) -> Application:
         "ray_actor_options": {"num_cpus": threads, "num_gpus": 1 if config.gpu_layers else 0},
     }
     replica = serve.deployment(ModelReplica)
-    names = served_names(config)
-    specs = config.models or [load_catalog(config.catalog).default]
+    models = served_models(config)
     if app_config.models_per_replica is None:
         handles = {
             name: replica.options(name=name, **model_options).bind(
                 msgspec.structs.replace(config, models=[spec], aliases=[name]))
-            for name, spec in zip(names, specs, strict=True)
+            for name, spec in models.items()
         }
     else:
         pool = replica.options(name=MULTIPLEXED_DEPLOYMENT, **model_options).bind(
-            msgspec.structs.replace(config, models=specs, aliases=names), app_config.models_per_replica)
-        handles = dict.fromkeys(names, pool)
+            msgspec.structs.replace(config, models=list(models.values()), aliases=list(models)),
+            app_config.models_per_replica)
+        handles = dict.fromkeys(models, pool)
     gateway = serve.deployment(serve.ingress()(Gateway)).options(
         name="gateway", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=GATEWAY_MAX_ONGOING_REQUESTS)
     return gateway.bind(handles, config, app_config.models_per_replica is not None)

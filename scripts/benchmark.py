@@ -584,6 +584,16 @@ def measure_bulk(client: httpx.Client, url: str, workloads: Workloads, runs: int
     return [time_request(client, url, workloads.bulk) for _ in range(runs)]
 
 
+def measure_one(client: httpx.Client, url: str, workloads: Workloads, latency_runs: int,
+                bulk_runs: int) -> tuple[list[float], list[float]]:
+    """One server's 3-document latencies, after a warm-up, and its 64-document times (the other
+    scripts' measurement of a single server)."""
+    for _ in range(3):
+        rerank(client, url, workloads.latency)
+    latency = [time_request(client, url, workloads.latency) for _ in range(latency_runs)]
+    return latency, measure_bulk(client, url, workloads, bulk_runs)
+
+
 def pair_token_stats(client: httpx.Client, peer_url: str, requests: list[Request]) -> dict[str, float]:
     """Tokens per query+document pair (`<s> q </s></s> d </s>`), counted by llama-server's
     tokenizer for the GGUF."""

@@ -165,10 +165,7 @@ def measure_type(gguf: Path, threads: int, workloads: bench.Workloads, opts: arg
     command = bench.ours_command(gguf, port, threads, 256)
     with bench.running(gguf.stem, command, port, {}, opts.work_dir / "logs" / f"quant-{gguf.stem}.log") as server:
         with httpx.Client(timeout=bench.REQUEST_TIMEOUT) as client:
-            for _ in range(3):
-                bench.rerank(client, server.url, workloads.latency)
-            latency = [bench.time_request(client, server.url, workloads.latency) for _ in range(opts.latency_runs)]
-            bulk = bench.measure_bulk(client, server.url, workloads, opts.bulk_runs)
+            latency, bulk = bench.measure_one(client, server.url, workloads, opts.latency_runs, opts.bulk_runs)
             scores = bench.rerank(client, server.url, workloads.bulk)
     return {"file_mib": gguf.stat().st_size / 2**20, "latency_p50_ms": bench.percentile(latency, 50) * 1000,
             "bulk_docs_per_s": len(workloads.bulk.documents) / statistics.median(bulk),

@@ -42,10 +42,7 @@ def ray_command(gguf: Path, port: int, replicas: int, threads: int) -> list[str]
 
 def measure(server: bench.Server, workloads: bench.Workloads, latency_runs: int, bulk_runs: int) -> dict[str, Any]:
     with httpx.Client(timeout=bench.REQUEST_TIMEOUT) as client:
-        for _ in range(3):  # warm-up
-            bench.rerank(client, server.url, workloads.latency)
-        latency = [bench.time_request(client, server.url, workloads.latency) for _ in range(latency_runs)]
-        bulk = bench.measure_bulk(client, server.url, workloads, bulk_runs)
+        latency, bulk = bench.measure_one(client, server.url, workloads, latency_runs, bulk_runs)
     wall, latencies = asyncio.run(bench.run_concurrent(server.url, workloads.concurrent))
     concurrent_docs = sum(len(r.documents) for requests in workloads.concurrent for r in requests)
     return {

@@ -263,10 +263,20 @@ class RerankEngine:
         return model
 
     def _context_size(self, settings: EngineSettings) -> int:
+        """The longest pair: the setting, else the trained context; never past a position table.
+
+        llama-box clamps an encoder's context the same way; llama.cpp itself does not, and a pair
+        longer than the table aborts the process (GPUStack always passes `--ctx-size 8192`).
+        """
         trained = llama_cpp.llama_model_n_ctx_train(self._model)
-        if settings.ctx_size is not None:
-            return settings.ctx_size
-        return trained if trained > 0 else 512
+        if settings.ctx_size is None:
+            return trained if trained > 0 else 512
+        if self.info.absolute_positions and settings.ctx_size > trained > 0:
+            log.warning("--ctx-size %d is more than the %d positions %s was trained with (a learned "
+                        "position table); pairs are limited to %d tokens",
+                        settings.ctx_size, trained, Path(self.info.path).name, trained)
+            return trained
+        return settings.ctx_size
 
     def _new_context(self, settings: EngineSettings) -> llama_cpp.llama_context_p:
         params = llama_cpp.llama_context_default_params()

@@ -18,6 +18,8 @@ import msgspec
 # Tensors that make llama.cpp's rank pooling produce a relevance score:
 # `cls.output` for XLM-R and Qwen3 heads, `cls` alone for jina-bert-v2 (no second projection).
 RANK_HEAD_TENSORS = ("cls.output.weight", "cls.weight")
+# Learned absolute position embeddings, {n_embd, n_ctx_train} in every llama.cpp graph that has them.
+POSITION_TABLE = "position_embd.weight"
 
 
 class GGUFInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +42,12 @@ class GGUFInfo(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def has_rank_head(self) -> bool:
         return any(name in self.tensors for name in RANK_HEAD_TENSORS)
+
+    @property
+    def absolute_positions(self) -> bool:
+        """A learned position table (BERT, XLM-R) has one row per trained position: a token past
+        it makes ggml abort the whole process, so the context may not exceed the trained one."""
+        return POSITION_TABLE in self.tensors
 
 
 class NotAGGUFError(ValueError):

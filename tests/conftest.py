@@ -35,6 +35,8 @@ XLMR_CHECKPOINT = FIXTURES / "xlmr-tiny-checkpoint"
 QWEN3 = FIXTURES / "qwen3-tiny-f16.gguf"
 QWEN3_NOHEAD = FIXTURES / "qwen3-tiny-nohead-f16.gguf"
 QWEN3_CHECKPOINT = FIXTURES / "qwen3-tiny-checkpoint"
+JINA = FIXTURES / "jina-tiny-f32.gguf"
+GTE = FIXTURES / "gte-tiny-f32.gguf"
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,10 @@ from server.engine import EngineSettings, RerankEngine
 from server.gguf_info import read_gguf_info
 from server.llama_build import UnpatchedEngineError, check_architectures, knows_architecture
 
-from .conftest import FIXTURES, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, RunningServer
+from .conftest import FIXTURES, GTE, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, RunningServer
 from .stand_in_hub import StandInHub, checkpoint_files
 from .test_hub import hub_env
 
-GTE = FIXTURES / "gte-tiny-f32.gguf"
 GTE_LLAMABOX = FIXTURES / "gte-tiny-llamabox-f32.gguf"
 GTE_CHECKPOINT = FIXTURES / "gte-tiny-checkpoint"
 GTE_REPO = "Alibaba-NLP/gte-multilingual-reranker-base"

@@ -13,9 +13,8 @@ import pytest
 from server.engine import EngineSettings, RerankEngine
 from server.gguf_info import read_gguf_info
 
-from .conftest import FIXTURES, RunningServer
+from .conftest import FIXTURES, JINA, RunningServer
 
-JINA = FIXTURES / "jina-tiny-f32.gguf"
 # Measured against the numpy reference: 2.9e-3 with flash attention, 9.5e-4 without (ggml's GELU
 # table and f16 attention, as for XLM-R); scores within a case are at least 0.017 apart.
 TOLERANCE = 5e-3

@@ -16,20 +16,25 @@ ARGS   ?=
 #   CMAKE_ARGS="-DGGML_CUDA=on" make install
 # To rebuild an existing .venv for another backend: make clean install.
 
-.PHONY: install run-model run-ray test browser converter convert fixtures bench bench-ray bench-quant bench-concurrency clean
+.PHONY: install run-model run-ray test browser converter convert fixtures bench bench-ray bench-quant bench-concurrency lock clean
 
 LLAMA_CPP_PYTHON := 0.3.36
 SDIST     := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON)
 LLAMA_SRC := $(SDIST)/vendor/llama.cpp
 PATCH     := patches/llama.cpp-gte.patch
 
+# Every package is installed at the version in constraints.txt, what CI last tested; `make lock`
+# refreshes it (and the converter's constraints-converter.txt) from what the index serves today.
+CONSTRAINTS := constraints.txt
+PIP_INSTALL  = $(PY) -m pip install --constraint $(CONSTRAINTS)
+
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(SDIST)/.patched
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(SDIST)/.patched
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --force-reinstall --no-deps --no-cache-dir ./$(SDIST)
-	$(PY) -m pip install -e .
+	$(PIP_INSTALL) -e .
 	touch $@
 
 # The sources, extracted afresh and patched whenever the patch changes.
@@ -42,8 +47,8 @@ $(SDIST)/.patched: $(PATCH)
 	patch --quiet --forward -p1 -d $(LLAMA_SRC) < $(PATCH)
 	touch $@
 
-$(VENV)/.test-installed: $(VENV)/.installed pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test]'
+$(VENV)/.test-installed: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
+	$(PIP_INSTALL) --quiet -e '.[test]'
 	# infinity-client (langchain's InfinityRerank) pins httpx<0.28, which litellm and jina-haystack
 	# exclude; it works on 0.28, so it goes in without its pins.
 	$(PY) -m pip install --quiet --no-deps infinity-client==0.0.78
@@ -55,8 +60,8 @@ run-model: install
 # The same API through Ray Serve on a local Ray head: make run-ray [MODEL=...] [PORT=8080] [REPLICAS=2]
 REPLICAS ?= 2
 
-$(VENV)/.ray-installed: $(VENV)/.installed pyproject.toml
-	$(PY) -m pip install --quiet -e '.[ray]'
+$(VENV)/.ray-installed: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
+	$(PIP_INSTALL) --quiet -e '.[ray]'
 	touch $@
 
 run-ray: $(VENV)/.ray-installed
@@ -130,6 +135,11 @@ bench-quant: $(VENV)/.installed $(FIXTURE_VENV)/.installed
 bench-concurrency: $(VENV)/.installed $(FIXTURE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/pip install --quiet matplotlib==3.11.2
 	$(PY) scripts/benchmark_concurrency.py $(ARGS)
+
+# Re-resolves every dependency at today's versions into constraints.txt and constraints-converter.txt
+# (scripts/lock.py); run `make test` before committing them.
+lock: $(VENV)/.installed
+	$(PY) scripts/lock.py --gguf-py $(LLAMA_SRC)/gguf-py
 
 clean:
 	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) .cache .pytest_cache *.egg-info

@@ -42,6 +42,8 @@ DEFAULT_ENV = Path(__file__).resolve().parent.parent / ".venv-convert"
 # sentencepiece, protobuf); these versions converted every fixture of this project.
 REQUIREMENTS = ["torch==2.13.0", "transformers==5.23.0", "sentencepiece==0.2.3", "protobuf>=4.21",
                 "numpy", "safetensors"]
+# Every package of the environment, as CI installed it (`make lock` refreshes it; scripts/lock.py).
+CONVERTER_CONSTRAINTS = Path(__file__).resolve().parent.parent / "constraints-converter.txt"
 # Extra pip arguments for the environment, e.g. an index with CPU-only torch wheels.
 PIP_ARGS_VARIABLE = "RERANK_CONVERTER_PIP_ARGS"
 
@@ -111,6 +113,10 @@ def converted_path(repo_cache: Path, commit: str, repo: str, quantization: str) 
     return repo_cache / "converted" / commit / f"{repo.split('/')[1]}-{quantization}.gguf"
 
 
+def _digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 class ConverterEnv:
     """A virtual environment with torch and transformers, and llama.cpp's converter sources."""
 
@@ -123,6 +129,7 @@ class ConverterEnv:
     @property
     def wanted(self) -> str:
         return json.dumps({"llama_cpp_python": llama_cpp.__version__, "requirements": REQUIREMENTS,
+                           "constraints": _digest(CONVERTER_CONSTRAINTS),
                            "patch": hashlib.sha256(PATCH.read_bytes()).hexdigest()})
 
     def is_ready(self) -> bool:
@@ -142,6 +149,7 @@ class ConverterEnv:
             shutil.rmtree(self.root, ignore_errors=True)
             self._run([sys.executable, "-m", "venv", str(self.root)], "creating the environment")
             pip = [str(self.python), "-m", "pip", "install", "--quiet",
+                   *(["--constraint", str(CONVERTER_CONSTRAINTS)] if CONVERTER_CONSTRAINTS.is_file() else []),
                    *os.environ.get(PIP_ARGS_VARIABLE, "").split()]
             self._run([*pip, *REQUIREMENTS], "installing torch and transformers")
             self._fetch_sources()

@@ -17,7 +17,9 @@ from .config import ConfigError, parse_args
 from .engine import ModelLoadError
 from .gguf_info import NotAGGUFError
 from .llama_build import UnpatchedEngineError
-from .registry import LoadState, ModelRegistry, configured_slots
+from .plan import configured_slots
+from .registry import ModelRegistry
+from .service import LoadState
 from .sources import ModelSourceError
 
 log = logging.getLogger("server")

@@ -43,6 +43,11 @@ def yes_minus_no(info: GGUFInfo, n_embd: int) -> np.ndarray | None:
     return _to_float(ggml_type, yes, n_embd) - _to_float(ggml_type, no, n_embd)
 
 
+def p_yes(yes_minus_no_logits: np.ndarray) -> np.ndarray:
+    """The softmax over (yes, no), the sigmoid of their difference, in the input's precision."""
+    return 0.5 * (1 + np.tanh(yes_minus_no_logits / 2))
+
+
 def _to_float(ggml_type: str, row: bytes, n: int) -> np.ndarray:
     if ggml_type == "F32":
         return np.frombuffer(row, dtype=np.float32, count=n).copy()

@@ -18,9 +18,8 @@ from typing import Annotated
 import msgspec
 
 from .catalog import DEFAULT_CATALOG, CatalogEntry
-from .conversion import DEFAULT_ENV as DEFAULT_CONVERTER_ENV
-from .engine import EngineSettings
 from .limits import Limits
+from .settings import DEFAULT_CONVERTER_ENV, EngineSettings
 from .windows import LongDocuments, WindowPlan, plan_for
 
 DEFAULTS = Limits()

@@ -33,10 +33,9 @@ from filelock import FileLock
 from .engine import ensure_backend, usable_cores
 from .llama_build import PATCH
 from .quantization import canonical
+from .settings import DEFAULT_CONVERTER_ENV
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ENV = Path(__file__).resolve().parent.parent / ".venv-convert"
 
 # Pinned as llama.cpp's requirements-convert_hf_to_gguf.txt asks (torch >= 2.6, transformers,
 # sentencepiece, protobuf); these versions converted every fixture of this project.
@@ -120,7 +119,7 @@ def _digest(path: Path) -> str | None:
 class ConverterEnv:
     """A virtual environment with torch and transformers, and llama.cpp's converter sources."""
 
-    def __init__(self, root: Path = DEFAULT_ENV) -> None:
+    def __init__(self, root: Path = DEFAULT_CONVERTER_ENV) -> None:
         self.root = root
         self.python = root / "bin" / "python"
         self.sources = root / "llama.cpp"
@@ -242,7 +241,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setup", action="store_true", required=True,
                         help="set the converter environment up now rather than on first use")
-    parser.add_argument("--env", type=Path, default=DEFAULT_ENV, help=f"its folder (default {DEFAULT_ENV})")
+    parser.add_argument("--env", type=Path, default=DEFAULT_CONVERTER_ENV,
+                        help=f"its folder (default {DEFAULT_CONVERTER_ENV})")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(message)s")
     try:

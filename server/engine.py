@@ -18,14 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import llama_cpp
-import msgspec
 import numpy as np
 
-from .classifier import yes_minus_no
+from .classifier import p_yes, yes_minus_no
+from .faults import InputError, InputTooLongError, TooManyWindows
 from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo
 from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, TemplateLayout, Tokenize
 from .llama_build import check_architectures
-from .windows import TooManyWindows, WindowPlan, window_spans
+from .scoring import ScoreKind
+from .settings import EngineSettings
+from .windows import WindowPlan, window_spans
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +59,8 @@ _backend_lock = threading.Lock()
 _backend_ready = False
 
 
-class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """How to load a model; every field maps to a command-line flag."""
-
-    ctx_size: int | None = None
-    """Longest pair in tokens; default: the context length the model was trained with."""
-    threads: int | None = None
-    gpu_layers: int = 0
-    flash_attn: bool = True
-    """Measured on 2-core CPUs: flash attention nearly doubles encoder throughput (REFERENCE.md)."""
-    batch_tokens: int = 256
-    """Token budget of one decode; pairs are packed up to it, a longer pair goes alone. Measured on
-    2-core CPUs (scripts/benchmark.py): 256 beat 512 and 2048; attention cost grows with the square
-    of the ubatch, so large packed decodes are slower there. On a GPU, larger budgets pay off."""
-    use_mmap: bool = True
-    instruction: str | None = None
-    """Default task instruction for a model whose rerank template has one (a catalog entry's)."""
-
-
 class ModelLoadError(RuntimeError):
     """The file cannot be served; the message says why and what to do."""
-
-
-class InputError(ValueError):
-    """The request asks for something this model cannot do; the message says what."""
-
-
-class InputTooLongError(InputError):
-    """A pair does not fit the model's context and may not be truncated."""
 
 
 def special_token_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p, tokenize: Tokenize) -> SpecialTokenLayout:
@@ -337,9 +313,9 @@ class RerankEngine:
         return buffer[:n]
 
     @property
-    def scores_are_probabilities(self) -> bool:
-        """Qwen3's graph ends in a softmax over yes/no: its score is P(yes), not a logit."""
-        return self.info.architecture in PROBABILITY_ARCHITECTURES
+    def score_kind(self) -> ScoreKind:
+        """Qwen3's head ends in a softmax over yes/no: its score is P(yes), not a logit."""
+        return "probability" if self.info.architecture in PROBABILITY_ARCHITECTURES else "logit"
 
     def prepare_pairs(self, query: str, documents: Sequence[str], truncate: bool,
                       max_doc_tokens: int | None = None, instruction: str | None = None) -> list[np.ndarray]:
@@ -476,7 +452,7 @@ class RerankEngine:
             for i, end in enumerate(self._batch.ends[:count]):
                 hidden = llama_cpp.llama_get_embeddings_ith(self._ctx, int(end))
                 out[i] = np.ctypeslib.as_array(hidden, shape=(self.n_embd,)) @ self.head
-            return 0.5 * (1 + np.tanh(out / 2))  # softmax over (yes, no): sigmoid of the difference
+            return p_yes(out)
         for i in range(count):
             out[i] = llama_cpp.llama_get_embeddings_seq(self._ctx, first_seq + i)[0]
         return out

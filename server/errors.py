@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from .faults import Busy, Fault, InputError, ModelNotFound, QueueFull, TooManyWindows, Unavailable
 from .schemas import ErrorBody, ErrorDetail
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,30 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class FaultAnswer(msgspec.Struct, frozen=True):
+    status: int
+    type: str | None = None
+    message: str = "{}"
+    """The fault's message placed in the client's words."""
+    retry_after: bool = False
+
+
+# The one table from a fault of the layers below HTTP to its answer; a fault takes the entry of
+# its nearest class.
+FAULT_ANSWERS: dict[type[Fault], FaultAnswer] = {
+    InputError: FaultAnswer(400),
+    TooManyWindows: FaultAnswer(413),
+    ModelNotFound: FaultAnswer(404, "model_not_found"),
+    Unavailable: FaultAnswer(503),
+    Busy: FaultAnswer(503, retry_after=True),
+    QueueFull: FaultAnswer(503, message="the server is busy ({}); retry shortly", retry_after=True),
+}
+
+
+def fault_answer(fault: Fault) -> FaultAnswer:
+    return next(FAULT_ANSWERS[cls] for cls in type(fault).__mro__ if cls in FAULT_ANSWERS)
+
+
 def error_response(status: int, message: str, type: str | None = None,
                    headers: dict[str, str] | None = None) -> Response:
     body = ErrorBody(ErrorDetail(code=status, message=message, type=type or ERROR_TYPES.get(status, "error")))
@@ -52,6 +77,13 @@ def error_response(status: int, message: str, type: str | None = None,
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.message, exc.type, exc.headers)
+
+
+async def fault_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Fault)
+    answer = fault_answer(exc)
+    return error_response(answer.status, answer.message.format(exc), answer.type,
+                          {"Retry-After": "1"} if answer.retry_after else None)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -74,5 +106,5 @@ async def server_error(request: Request, exc: Exception) -> Response:
                                f"the server keeps serving")
 
 
-EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error, ClientDisconnect: client_gone,
-                      Exception: server_error}
+EXCEPTION_HANDLERS = {ApiError: api_error, Fault: fault_error, HTTPException: http_error,
+                      ClientDisconnect: client_gone, Exception: server_error}

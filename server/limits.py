@@ -13,7 +13,7 @@ import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError, error_response
-from .rerank import RerankJob
+from .jobs import RerankJob
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 

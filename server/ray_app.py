@@ -2,7 +2,7 @@
 
 The HTTP surface is the same Starlette application as in one process (server/app.py), hosted by
 Ray Serve's ingress in the `gateway` deployment; scoring runs in model deployments
-(server/ray_service.py). `build` is the application builder a Serve config names
+(server/ray_replica.py; the gateway in server/ray_gateway.py). `build` is the application builder a Serve config names
 (deploy/ray/serve.yaml): `serve run` / `serve deploy` and KubeRay's RayService call it with the
 config's `args`.
 """
@@ -15,21 +15,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
 import ray
 from ray import serve
 from ray.serve import Application
-from ray.serve.handle import DeploymentHandle
-from starlette.applications import Starlette
 
-from .app import create_app
 from .catalog import CatalogError, load_catalog
 from .config import ConfigError, ServerConfig, parse_args
 from .model_spec import ModelSpecError, parse_model_spec
-from .ray_service import ModelReplica, RayModels
+from .ray_gateway import Gateway
+from .ray_replica import ModelReplica
 
 log = logging.getLogger("server.ray")
 
@@ -56,19 +54,6 @@ class RayAppConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     the least recently used."""
     max_ongoing_requests: Positive = 64
     """Requests a model replica takes at once; its scheduler batches them together."""
-
-
-class Gateway:
-    """The ingress: the application of server/app.py over the model deployments' handles."""
-
-    def __init__(self, handles: Mapping[str, DeploymentHandle], config: ServerConfig, multiplexed: bool) -> None:
-        self.config = config
-        self.service = RayModels(handles, multiplexed)
-
-    def __serve_build_asgi_app__(self) -> Starlette:
-        config = self.config
-        return create_app(self.service, api_keys=config.api_keys, limits=config.limits(),
-                          cors_origins=config.cors_origins)
 
 
 def served_models(config: ServerConfig) -> dict[str, str]:

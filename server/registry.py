@@ -1,39 +1,25 @@
-"""The models this process serves, loaded in the background so `/health` can answer 503 meanwhile:
+"""The models this process serves, loaded in the background so the routes can say so meanwhile:
 the in-process implementation of the rerank service (server/service.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .catalog import Catalog
-from .config import ServerConfig
-from .conversion import ConverterEnv
-from .engine import EngineSettings, RerankEngine, check_servable, ensure_backend
-from .errors import ApiError
-from .gguf_info import GGUFInfo, read_gguf_info
-from .rerank import RerankJob, RerankOutcome, ServedModel, rerank
+from .engine import RerankEngine
+from .gguf_info import GGUFInfo
+from .jobs import RerankJob, RerankOutcome
+from .rerank import ServedModel, rerank
 from .scheduler import BatchObserver
-from .schemas import ModelCard, ModelMeta
-from .sources import ModelSource, resolve_model
+from .service import LoadState, ModelInfo, known_name, served_name, unavailable
+from .settings import EngineSettings
+from .sources import ModelSource
 from .windows import LongDocuments, WindowPlan
 
 log = logging.getLogger(__name__)
-
-class LoadState(enum.Enum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-
-
-def unavailable(state: LoadState, error: str | None) -> ApiError:
-    if state is LoadState.LOADING:
-        return ApiError(503, "the model is still loading")
-    return ApiError(503, f"the model failed to load: {error}")
 
 
 class ModelSlot:
@@ -76,42 +62,23 @@ class ModelSlot:
             self.model = None
             self.state = LoadState.LOADING
 
-    def card(self) -> ModelCard:
+    def describe(self) -> ModelInfo:
+        """The context and score kind are the loaded engine's (the file decides them)."""
         source = self.source
         engine = self.model.engine if self.model else None
-        return ModelCard(
-            id=self.name, object="model", created=self.loaded_at, owned_by="rerank-server",
-            meta=ModelMeta(
-                family=source.entry.family if source.entry else None,
-                architecture=self.info.architecture,
-                repository=source.repository,
-                file=source.file or Path(source.path).name,
-                quantization=source.quantization or self.info.weight_type,
-                converted=source.converted,
-                context_length=engine.max_pair_tokens if engine else (self.settings.ctx_size or 0),
-                batch_tokens=self.settings.batch_tokens,
-                long_documents=self.long_documents,
-                scores="probability" if engine and engine.scores_are_probabilities else "logit",
-            ),
+        return ModelInfo(
+            name=self.name, loaded_at=self.loaded_at,
+            family=source.entry.family if source.entry else None,
+            architecture=self.info.architecture,
+            repository=source.repository,
+            file=source.file or Path(source.path).name,
+            quantization=source.quantization or self.info.weight_type,
+            converted=source.converted,
+            context_length=engine.max_pair_tokens if engine else (self.settings.ctx_size or 0),
+            batch_tokens=self.settings.batch_tokens,
+            long_documents=self.long_documents,
+            scores=engine.score_kind if engine else "logit",
         )
-
-
-def configured_slots(config: ServerConfig, catalog: Catalog) -> list[ModelSlot]:
-    """Every configured model, found (downloaded if need be) and checked before it is served."""
-    ensure_backend()  # an unpatched llama.cpp fails here, before anything is downloaded
-    slots = []
-    converter = ConverterEnv(Path(config.converter_env))
-    for i, spec in enumerate(config.models or [catalog.default]):
-        source = resolve_model(spec, catalog, converter)
-        info = read_gguf_info(source.path)
-        check_servable(info)
-        entry = source.entry
-        settings = config.engine_settings(entry.context_length if entry else None,
-                                          entry.instruction if entry else None)
-        alias = config.aliases[i] if i < len(config.aliases) else None
-        slots.append(ModelSlot(source, info, settings, alias=alias, long_documents=config.long_documents_for(entry),
-                               windows=config.window_plan(entry)))
-    return slots
 
 
 class ModelRegistry:
@@ -159,36 +126,25 @@ class ModelRegistry:
         return served.name, await rerank(served, job)
 
     def get(self, requested: str | None) -> ServedModel:
-        """With one model served, any name is accepted (GPUStack rewrites it); with several, the
-        request's `model` picks one and an unknown name is a 404."""
-        if len(self.slots) == 1 or requested is None:
-            slot = next(iter(self.slots.values()))
-        else:
-            slot = self._named(requested)
+        slot = self.slots[served_name(self.slots, requested)]
         if slot.model is None:
             raise unavailable(slot.state, slot.error)
         return slot.model
 
     def check_ready(self) -> None:
-        """Raise the 503 that says why not every model can serve yet."""
+        """Raise ModelNotReady, saying why not every model can serve yet."""
         if self.state is not LoadState.READY:
             raise unavailable(self.state, self.error)
 
     def queue_depths(self) -> dict[str, int]:
         return {name: slot.model.scheduler.queued_pairs for name, slot in self.slots.items() if slot.model}
 
-    def model_cards(self) -> list[ModelCard]:
-        return [slot.card() for slot in self.slots.values()]
+    def models(self) -> list[ModelInfo]:
+        return [slot.describe() for slot in self.slots.values()]
 
-    def model_card(self, name: str | None) -> ModelCard:
-        """The card of the model `name` (of the first model when None), or a 404."""
-        return (next(iter(self.slots.values())) if name is None else self._named(name)).card()
-
-    def _named(self, name: str) -> ModelSlot:
-        if name not in self.slots:
-            raise ApiError(404, f"model {name!r} is not served here; served: {', '.join(self.slots)}",
-                           "model_not_found")
-        return self.slots[name]
+    def model(self, name: str | None) -> ModelInfo:
+        """The model `name` (the first model when None), or ModelNotFound."""
+        return self.slots[next(iter(self.slots)) if name is None else known_name(self.slots, name)].describe()
 
     def close(self) -> None:
         for slot in self.slots.values():

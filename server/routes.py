@@ -19,12 +19,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .docs import DOCS_PUBLIC_PATHS, DOCS_ROUTES
-from .engine import InputError
 from .errors import ApiError
+from .jobs import RerankJob, RerankOutcome
 from .limits import Limits
 from .openapi import openapi_document
-from .rerank import RerankJob, RerankOutcome
-from .scheduler import QueueFull, SchedulerClosed
 from .schemas import (
     ClusterAuth,
     CohereApiVersion,
@@ -38,8 +36,10 @@ from .schemas import (
     InfinityRerankRequest,
     InfinityRerankResponse,
     InfinityResult,
+    ModelCard,
     ModelDescription,
     ModelList,
+    ModelMeta,
     RerankRequest,
     RerankResponse,
     RerankResult,
@@ -51,8 +51,7 @@ from .schemas import (
     TEIRerankRequest,
     Usage,
 )
-from .service import RerankService
-from .windows import TooManyWindows
+from .service import ModelInfo, RerankService
 
 T = TypeVar("T")
 
@@ -130,17 +129,7 @@ async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -
             raise ApiError(499, "the client closed the connection; its remaining work was dropped")
         raise ApiError(504, f"the request took longer than {limits.request_timeout:g} s; "
                             f"its remaining work was dropped")
-    try:
-        result = work.result()
-    except TooManyWindows as exc:
-        raise ApiError(413, str(exc)) from None
-    except InputError as exc:
-        raise ApiError(400, str(exc)) from None
-    except QueueFull as exc:
-        raise ApiError(503, f"the server is busy ({exc}); retry shortly", headers={"Retry-After": "1"}) from None
-    except SchedulerClosed as exc:
-        raise ApiError(503, str(exc)) from None
-    served_name, outcome = result
+    served_name, outcome = work.result()  # a fault of the layers below is answered by errors.py
     request.app.state.metrics.observe_rerank(served_name, len(job.documents), outcome.prompt_tokens)
     return served_name, outcome
 
@@ -216,14 +205,20 @@ async def cohere_rerank(request: Request) -> Response:
     return MsgspecResponse(CohereRerankResponse(id=str(uuid.uuid4()), results=results, meta=meta))
 
 
+def model_card(info: ModelInfo) -> ModelCard:
+    """A model as OpenAI lists it, the service's description under `meta`."""
+    meta = ModelMeta(**{field: getattr(info, field) for field in ModelMeta.__struct_fields__})
+    return ModelCard(id=info.name, object="model", created=info.loaded_at, owned_by="rerank-server", meta=meta)
+
+
 async def list_models(request: Request) -> Response:
     """OpenAI-style model list; GPUStack treats a 200 here as ready."""
-    return MsgspecResponse(ModelList(object="list", data=service(request).model_cards()))
+    return MsgspecResponse(ModelList(object="list", data=[model_card(m) for m in service(request).models()]))
 
 
 async def describe_model(request: Request) -> Response:
     """`GET /v1/models/{model}`: one model, as OpenAI and Xinference (`model_type`) describe it."""
-    card = service(request).model_card(request.path_params["model"])
+    card = model_card(service(request).model(request.path_params["model"]))
     return MsgspecResponse(ModelDescription(**msgspec.structs.asdict(card)))
 
 
@@ -234,16 +229,16 @@ async def cluster_auth(request: Request) -> Response:
 
 async def tei_info(request: Request) -> Response:
     """TEI's `GET /info` for the first served model (TEI serves one); Dify's TEI provider reads it."""
-    card = service(request).model_card(None)
+    model = service(request).model(None)
     limits: Limits = request.app.state.limits
     return MsgspecResponse(TEIInfo(
-        model_id=card.meta.repository or card.id, model_sha=None,
-        model_dtype=TEI_DTYPES.get(card.meta.quantization or "", (card.meta.quantization or "unknown").lower()),
-        served_model_name=card.id,
+        model_id=model.repository or model.name, model_sha=None,
+        model_dtype=TEI_DTYPES.get(model.quantization or "", (model.quantization or "unknown").lower()),
+        served_model_name=model.name,
         model_type=TEIModelType(reranker=TEIClassifier(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})),
         # The queue is bounded in pairs, and every request has at least one.
-        max_concurrent_requests=limits.max_queue_pairs, max_input_length=card.meta.context_length,
-        max_batch_tokens=card.meta.batch_tokens, max_batch_requests=None,
+        max_concurrent_requests=limits.max_queue_pairs, max_input_length=model.context_length,
+        max_batch_tokens=model.batch_tokens, max_batch_requests=None,
         max_client_batch_size=limits.max_documents, auto_truncate=True, tokenization_workers=1,
         version=SERVER_VERSION, sha=None, docker_label=None,
     ))

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .faults import QueueFull, SchedulerClosed
+
 log = logging.getLogger(__name__)
 
 BatchObserver = Callable[[str, int, int], None]
@@ -60,14 +62,6 @@ class _Job:
         if self.cancelled or self.loop.is_closed():
             return  # nobody waits for this answer any more
         self.loop.call_soon_threadsafe(settle)
-
-
-class SchedulerClosed(RuntimeError):
-    """The scheduler no longer accepts work (the server is shutting down)."""
-
-
-class QueueFull(RuntimeError):
-    """Accepting these pairs would pass the queue's bound; the client should retry later."""
 
 
 class Scheduler:

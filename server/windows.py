@@ -49,10 +49,6 @@ def cohere_chunks(plan: WindowPlan) -> WindowPlan:
     return msgspec.structs.replace(plan, overlap=0, last="short", half_query=True, pair_tokens=None)
 
 
-class TooManyWindows(ValueError):
-    """A document needs more windows than the limit; answered 413 before any work."""
-
-
 def window_spans(length: int, room: int, overlap: int, last: LastWindow) -> list[tuple[int, int]]:
     """(start, end) offsets of the windows of a document of `length` tokens, `room` tokens each."""
     if length <= room:

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.engine import EngineSettings, RerankEngine
+from server.engine import RerankEngine
 from server.gguf_info import read_gguf_info
+from server.settings import EngineSettings
 
 # Scores against the transformers reference. llama.cpp's CPU GELU goes through an f16 lookup table
 # and flash attention computes in f16, so an f32 model differs from transformers by up to 4.3e-3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.rerank import normalize_like_llama_box
+from server.scoring import normalize_like_llama_box
 
 from .conftest import TOLERANCE, case
 
@@ -165,9 +165,9 @@ def test_health_is_503_while_the_model_loads():
     from starlette.testclient import TestClient
 
     from server.app import create_app
-    from server.engine import EngineSettings
     from server.gguf_info import read_gguf_info
     from server.registry import ModelRegistry, ModelSlot
+    from server.settings import EngineSettings
     from server.sources import ModelSource
 
     from .conftest import XLMR

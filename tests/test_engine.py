@@ -8,9 +8,11 @@ import msgspec
 import numpy as np
 import pytest
 
-from server.engine import EngineSettings, InputTooLongError, ModelLoadError, RerankEngine
+from server.engine import ModelLoadError, RerankEngine
+from server.faults import InputTooLongError
 from server.gguf_info import read_gguf_info
 from server.scheduler import Scheduler
+from server.settings import EngineSettings
 
 from .conftest import FIXTURES, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, XLMR, XLMR_EMBED, XLMR_NOKEYS, case
 
@@ -143,7 +145,7 @@ def test_files_llama_cpp_would_score_wrongly_are_refused(changes, message):
 
 
 def test_an_instruction_for_a_model_without_one_is_an_input_error(engine):
-    from server.engine import InputError
+    from server.faults import InputError
 
     with pytest.raises(InputError, match="takes no instruction"):
         engine.prepare_pairs("q", ["d"], truncate=True, instruction="Find animals")

@@ -16,9 +16,10 @@ import httpx
 import numpy as np
 import pytest
 
-from server.engine import EngineSettings, RerankEngine
+from server.engine import RerankEngine
 from server.gguf_info import read_gguf_info
 from server.llama_build import UnpatchedEngineError, check_architectures, knows_architecture
+from server.settings import EngineSettings
 
 from .conftest import FIXTURES, GTE, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, RunningServer
 from .stand_in_hub import StandInHub, checkpoint_files

@@ -10,8 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from server.engine import EngineSettings, RerankEngine
+from server.engine import RerankEngine
 from server.gguf_info import read_gguf_info
+from server.settings import EngineSettings
 
 from .conftest import FIXTURES, JINA, RunningServer
 

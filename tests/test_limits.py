@@ -14,7 +14,6 @@ import urllib.request
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
 
 from .conftest import XLMR, RunningServer
@@ -164,35 +163,26 @@ def test_sigterm_finishes_in_flight_work_and_exits_0():
     assert code == 0, out
 
 
-class FaultyEngine:
-    """Tokenises like nothing and fails every decode, as an unexpected engine error would."""
-
-    batch_tokens = 64
-    n_seq_max = 4
-    scores_are_probabilities = False
-
-    def prepare_pairs(self, query, documents, truncate, max_doc_tokens=None):
-        return [np.ones(3, dtype=np.int32) for _ in documents]
-
-    def decode(self, pairs):
-        raise RuntimeError("ggml exploded")
-
-    def close(self) -> None:
-        pass
-
-
-def test_an_engine_fault_is_a_500_with_the_request_id_and_the_server_keeps_serving():
+def test_an_engine_fault_is_a_500_with_the_request_id_and_the_server_keeps_serving(monkeypatch):
+    """The real engine, with llama.cpp's decode failing as an unexpected fault would."""
     from starlette.testclient import TestClient
 
+    from server import engine as engine_module
     from server.app import create_app
-    from server.engine import EngineSettings
     from server.gguf_info import read_gguf_info
-    from server.registry import LoadState, ModelRegistry, ModelSlot
-    from server.rerank import ServedModel
+    from server.registry import ModelRegistry, ModelSlot
+    from server.settings import EngineSettings
     from server.sources import ModelSource
 
     slot = ModelSlot(ModelSource(name="x", path=str(XLMR)), read_gguf_info(XLMR), EngineSettings())
-    slot.model, slot.state = ServedModel("x", FaultyEngine()), LoadState.READY
+    slot.load()
+    decodes = []
+
+    def failing_decode(ctx, batch):
+        decodes.append(batch.n_tokens)
+        return -3
+
+    monkeypatch.setattr(engine_module.llama_cpp, "llama_decode", failing_decode)
     client = TestClient(create_app(ModelRegistry([slot])), raise_server_exceptions=False)
     try:
         for attempt in range(2):
@@ -201,10 +191,11 @@ def test_an_engine_fault_is_a_500_with_the_request_id_and_the_server_keeps_servi
             assert r.status_code == 500
             error = r.json()["error"]
             assert error["type"] == "server_error" and f"request req-{attempt}" in error["message"]
-            assert "ggml exploded" not in error["message"]
+            assert "RuntimeError" in error["message"] and "llama_decode" not in error["message"]
+        assert len(decodes) == 2, "each request reached llama.cpp's decode"
         assert client.get("/health").status_code == 200
     finally:
-        slot.model.close()
+        slot.unload()
 
 
 def test_cors_is_off_unless_configured(client):

@@ -15,13 +15,13 @@ from server import classifier
 from server import engine as engine_module
 from server.engine import (
     CAUSAL_UBATCH,
-    EngineSettings,
     ModelLoadError,
     RerankEngine,
     check_servable,
     shared_prefix_length,
 )
 from server.gguf_info import read_gguf_info, tensor_rows
+from server.settings import EngineSettings
 
 from .conftest import FIXTURES, QWEN3, QWEN3_NOHEAD, RunningServer
 
@@ -66,7 +66,7 @@ def test_p_yes_matches_transformers(qwen3, qwen3_reference, name):
     c = qcase(qwen3_reference, name)
     pairs = qwen3.prepare_pairs(c["query"], c["documents"], True, instruction=c["instruction"])
     scores = np.concatenate([qwen3.decode([p]) for p in pairs])
-    assert qwen3.scores_are_probabilities and np.all((scores >= 0) & (scores <= 1))
+    assert qwen3.score_kind == "probability" and np.all((scores >= 0) & (scores <= 1))
     np.testing.assert_allclose(scores, c["scores"], atol=QWEN3_TOLERANCE, rtol=0)
 
 

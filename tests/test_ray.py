@@ -15,7 +15,7 @@ from ray.cluster_utils import Cluster
 
 from server.config import ServerConfig
 from server.ray_app import RayAppConfig, build_app
-from server.ray_service import ReplicaStatus
+from server.ray_replica import ReplicaStatus
 from tests.conftest import QWEN3, XLMR, RunningServer, case, free_port, wait_healthy
 
 KEY = "sk-ray"

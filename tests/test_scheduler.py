@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from server.scheduler import QueueFull, Scheduler, SchedulerClosed
+from server.faults import QueueFull, SchedulerClosed
+from server.scheduler import Scheduler
 
 
 class SlowDecoder:

@@ -12,10 +12,13 @@ import httpx
 import numpy as np
 import pytest
 
-from server.engine import EngineSettings, RerankEngine
+from server.engine import RerankEngine
+from server.faults import TooManyWindows
 from server.gguf_info import read_gguf_info
-from server.rerank import RerankJob, ServedModel, rerank
-from server.windows import TooManyWindows, WindowPlan, cohere_chunks, plan_for, window_spans
+from server.jobs import RerankJob
+from server.rerank import ServedModel, rerank
+from server.settings import EngineSettings
+from server.windows import WindowPlan, cohere_chunks, plan_for, window_spans
 
 from .conftest import FIXTURES, QWEN3, TOLERANCE, XLMR, XLMR_JINA_V2, RunningServer, case
 

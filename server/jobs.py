@@ -1,0 +1,39 @@
+"""What every dialect asks of a model and gets back, in one shape: the request's side of the
+boundary (server/service.py), free of HTTP and of llama.cpp."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import msgspec
+
+from .windows import LongDocuments
+
+
+class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
+    """What every dialect asks for, in one shape."""
+
+    query: str
+    documents: Sequence[str]
+    top_n: int | None = None
+    normalize: bool = False
+    """llama-box's min-max normalisation with two anchor pairs."""
+    probabilities: bool = False
+    """Scores in [0, 1]: the sigmoid of a classifier's logit (Cohere, TEI); Qwen3's P(yes) as it is."""
+    truncate: bool = True
+    max_doc_tokens: int | None = None
+    instruction: str | None = None
+    long_documents: LongDocuments | Literal["chunks"] | None = None
+    """How a document longer than its pair's room is scored; None: the model's default. `chunks`:
+    Cohere's non-overlapping windows of the whole context."""
+
+
+class RankedDocument(msgspec.Struct, frozen=True):
+    index: int
+    score: float
+
+
+class RerankOutcome(msgspec.Struct, frozen=True):
+    ranked: list[RankedDocument]
+    prompt_tokens: int

@@ -1,56 +1,38 @@
-"""`GET /openapi.json`: an OpenAPI 3.1 document generated from the msgspec schemas of the routes."""
+"""`GET /openapi.json`: an OpenAPI 3.1 document generated from the route table and the msgspec
+schemas of its dialects."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+import re
+from collections.abc import Collection, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
-from .schemas import (
-    ClusterAuth,
-    CohereRerankRequest,
-    CohereRerankResponse,
-    ErrorBody,
-    Health,
-    InfinityRerankRequest,
-    InfinityRerankResponse,
-    ModelDescription,
-    ModelList,
-    RerankRequest,
-    RerankResponse,
-    TEIInfo,
-    TEIRank,
-    TEIRerankRequest,
-)
+from .schemas import ErrorBody
 
 REF = "#/components/schemas/{name}"
 
-# (method, path, summary, request types, response types); several types mean any one of them.
-OPERATIONS: list[tuple[str, str, str, tuple[Any, ...], tuple[Any, ...]]] = [
-    ("post", "/v1/rerank", "Rerank documents (Jina / llama-box)", (RerankRequest,), (RerankResponse,)),
-    ("post", "/v1/reranking", "Rerank documents (alias of /v1/rerank)", (RerankRequest,), (RerankResponse,)),
-    ("post", "/reranking", "Rerank documents (alias of /v1/rerank)", (RerankRequest,), (RerankResponse,)),
-    ("post", "/rerank", "Rerank documents (Jina body with `documents`, TEI body with `texts`, or Infinity "
-     "body with `raw_scores`)", (RerankRequest, TEIRerankRequest, InfinityRerankRequest),
-     (RerankResponse, list[TEIRank], InfinityRerankResponse)),
-    ("post", "/v2/rerank", "Rerank documents (Cohere v2)", (CohereRerankRequest,), (CohereRerankResponse,)),
-    ("get", "/v1/models", "List the served models", (), (ModelList,)),
-    ("get", "/v1/models/{model}", "Describe one model (OpenAI, with Xinference's model_type)", (),
-     (ModelDescription,)),
-    ("get", "/info", "The first model, as TEI describes itself", (), (TEIInfo,)),
-    ("get", "/v1/cluster/auth", "Whether requests need an API key (Xinference's probe)", (), (ClusterAuth,)),
-    ("get", "/health", "Readiness", (), (Health,)),
-]
+
+class DocumentedOperation(Protocol):
+    """What the document needs of an endpoint (routes.Operation)."""
+
+    method: str
+    path: str
+    """Starlette's path; a parameter's convertor (`{model:path}`) is not part of OpenAPI's."""
+    summary: str
+    requests: tuple[Any, ...]
+    responses: tuple[Any, ...]
+
 
 ERROR_STATUSES = {"400": "Invalid request", "401": "Missing or invalid API key", "404": "Unknown model",
                   "413": "Request too large", "503": "Loading or overloaded"}
 
 
-def openapi_document(public: Collection[str] = (), title: str = "rerank-server",
-                     version: str = "0.1.0") -> dict[str, Any]:
+def openapi_document(operations: Sequence[DocumentedOperation], public: Collection[str] = (),
+                     title: str = "rerank-server", version: str = "0.1.0") -> dict[str, Any]:
     """`public`: the paths answered without an API key."""
-    types = list(dict.fromkeys(t for _, _, _, req, resp in OPERATIONS for t in (*req, *resp)))
+    types = list(dict.fromkeys(t for op in operations for t in (*op.requests, *op.responses)))
     schemas, components = msgspec.json.schema_components([*types, ErrorBody], ref_template=REF)
     schema_of = dict(zip([*types, ErrorBody], schemas))
 
@@ -60,7 +42,9 @@ def openapi_document(public: Collection[str] = (), title: str = "rerank-server",
 
     error = {"content": content((ErrorBody,))}
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, request, response in OPERATIONS:
+    for op in operations:
+        method, summary, request, response = op.method, op.summary, op.requests, op.responses
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", op.path)
         operation: dict[str, Any] = {
             "summary": summary,
             "responses": {"200": {"description": "OK", "content": content(response)},

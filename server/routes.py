@@ -1,4 +1,5 @@
-"""HTTP endpoints: decode and validate the request, call the rerank service, shape the answer.
+"""HTTP endpoints and the route table: decode a body, validate it as its dialect's request
+(server/dialects/), run the job under the server's limits, and answer in the same dialect.
 
 Nothing here knows llama.cpp or Ray; the rerank service on `app.state` (server/service.py) holds the
 models, in this process or in Ray Serve replicas.
@@ -8,55 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import time
-import uuid
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from .dialects import Dialect
+from .dialects.cohere import COHERE
+from .dialects.infinity import INFINITY
+from .dialects.jina import JINA
+from .dialects.tei import TEI, TEIClassifier, TEIInfo, TEIModelType
 from .docs import DOCS_PUBLIC_PATHS, DOCS_ROUTES
 from .errors import ApiError
 from .jobs import RerankJob, RerankOutcome
 from .limits import Limits
 from .openapi import openapi_document
-from .schemas import (
-    ClusterAuth,
-    CohereApiVersion,
-    CohereBilledUnits,
-    CohereMeta,
-    CohereRerankRequest,
-    CohereRerankResponse,
-    CohereResult,
-    CohereTokens,
-    Health,
-    InfinityRerankRequest,
-    InfinityRerankResponse,
-    InfinityResult,
-    ModelCard,
-    ModelDescription,
-    ModelList,
-    ModelMeta,
-    RerankRequest,
-    RerankResponse,
-    RerankResult,
-    ResultDocument,
-    TEIClassifier,
-    TEIInfo,
-    TEIModelType,
-    TEIRank,
-    TEIRerankRequest,
-    Usage,
-)
+from .schemas import ClusterAuth, Health, ModelCard, ModelDescription, ModelList, ModelMeta
 from .service import ModelInfo, RerankService
 
 T = TypeVar("T")
+Endpoint = Callable[[Request], Awaitable[Response]]
 
-# Cohere's documented default for `max_tokens_per_doc`.
-COHERE_MAX_TOKENS_PER_DOC = 4096
 # TEI names weight types as torch does.
 TEI_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 SERVER_VERSION = importlib.metadata.version("rerank-server")
@@ -103,10 +80,6 @@ def to_request(data: Any, schema: type[T]) -> T:
         raise ApiError(400, f"invalid request: {exc}") from None
 
 
-def decode_body(body: bytes, schema: type[T]) -> T:
-    return to_request(decode_json(body), schema)
-
-
 def service(request: Request) -> RerankService:
     return request.app.state.service
 
@@ -140,69 +113,23 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-async def rerank_endpoint(request: Request) -> Response:
-    """`POST /v1/rerank`: the Jina / llama-box dialect (and TEI's on `/rerank`)."""
-    data = decode_json(await request.body())
-    if request.url.path == "/rerank" and isinstance(data, dict):
-        # The bare path is shared: TEI sends `texts`, Infinity's clients send `raw_scores`.
-        if "texts" in data:
-            return await tei_rerank(request, to_request(data, TEIRerankRequest))
-        if "raw_scores" in data:
-            return await infinity_rerank(request, to_request(data, InfinityRerankRequest))
-    req = to_request(data, RerankRequest)
-    texts = req.document_texts()
-    job = RerankJob(query=req.query, documents=texts, top_n=req.top_n, normalize=req.normalize,
-                    truncate=req.truncate, instruction=req.instruction, long_documents=req.long_documents)
-    served_name, outcome = await run_rerank(request, job, req.model)
-    results = [
-        RerankResult(
-            index=r.index,
-            document=ResultDocument(texts[r.index]) if req.return_documents else None,
-            relevance_score=r.score,
-        )
-        for r in outcome.ranked
-    ]
-    usage = Usage(prompt_tokens=outcome.prompt_tokens, total_tokens=outcome.prompt_tokens)
-    return MsgspecResponse(RerankResponse(model=req.model or served_name, object="list",
-                                          results=results, usage=usage))
+def rerank_endpoint(default: Dialect, *others: Dialect) -> Endpoint:
+    """A path's handler: the body in `default`'s dialect, or in one of `others`, told apart by the
+    field only it sends (the bare `/rerank` is shared: TEI sends `texts`, Infinity's clients send
+    `raw_scores`)."""
+
+    async def endpoint(request: Request) -> Response:
+        data = decode_json(await request.body())
+        dialect = next((d for d in others if isinstance(data, dict) and d.marker in data), default)
+        return await answer(request, dialect, data)
+
+    return endpoint
 
 
-async def tei_rerank(request: Request, req: TEIRerankRequest) -> Response:
-    """TEI's answer is a bare array; scores are sigmoids unless `raw_scores`."""
-    job = RerankJob(query=req.query, documents=req.texts, top_n=req.top_n, probabilities=not req.raw_scores,
-                    truncate=req.truncate, long_documents=req.long_documents)
-    _, outcome = await run_rerank(request, job, None)
-    ranks = [TEIRank(index=r.index, score=r.score, text=req.texts[r.index] if req.return_text else None)
-             for r in outcome.ranked]
-    return MsgspecResponse(ranks)
-
-
-async def infinity_rerank(request: Request, req: InfinityRerankRequest) -> Response:
-    """Infinity's answer: `object` "rerank", documents as strings, sigmoid scores unless `raw_scores`."""
-    job = RerankJob(query=req.query, documents=req.documents, top_n=req.top_n, probabilities=not req.raw_scores)
-    served_name, outcome = await run_rerank(request, job, req.model)
-    results = [InfinityResult(relevance_score=r.score, index=r.index,
-                              document=req.documents[r.index] if req.return_documents else None)
-               for r in outcome.ranked]
-    usage = Usage(prompt_tokens=outcome.prompt_tokens, total_tokens=outcome.prompt_tokens)
-    return MsgspecResponse(InfinityRerankResponse(results=results, model=req.model or served_name, usage=usage,
-                                                  id=str(uuid.uuid4()), created=int(time.time())))
-
-
-async def cohere_rerank(request: Request) -> Response:
-    """`POST /v2/rerank`: Cohere's v2 API, scores in [0, 1]."""
-    req = decode_body(await request.body(), CohereRerankRequest)
-    # Cohere's long documents: cut to max_tokens_per_doc, then scored in non-overlapping chunks.
-    job = RerankJob(query=req.query, documents=req.document_texts(), top_n=req.top_n, probabilities=True,
-                    max_doc_tokens=req.max_tokens_per_doc or COHERE_MAX_TOKENS_PER_DOC, long_documents="chunks")
-    _, outcome = await run_rerank(request, job, req.model)
-    meta = CohereMeta(
-        api_version=CohereApiVersion(version="2"),
-        billed_units=CohereBilledUnits(search_units=1),
-        tokens=CohereTokens(input_tokens=outcome.prompt_tokens, output_tokens=0),
-    )
-    results = [CohereResult(index=r.index, relevance_score=r.score) for r in outcome.ranked]
-    return MsgspecResponse(CohereRerankResponse(id=str(uuid.uuid4()), results=results, meta=meta))
+async def answer(request: Request, dialect: Dialect, data: Any) -> Response:
+    req = to_request(data, dialect.request)
+    served_name, outcome = await run_rerank(request, dialect.to_job(req), dialect.model(req))
+    return MsgspecResponse(dialect.to_response(req, served_name, outcome))
 
 
 def model_card(info: ModelInfo) -> ModelCard:
@@ -257,16 +184,41 @@ async def openapi(request: Request) -> Response:
     return MsgspecResponse(OPENAPI)
 
 
-RERANK_PATHS = ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking")
+class Operation(NamedTuple):
+    """A documented endpoint: its route, and the types /openapi.json describes it with."""
 
-ROUTES = [
-    *(Route(path, rerank_endpoint, methods=["POST"]) for path in RERANK_PATHS),
-    Route("/v2/rerank", cohere_rerank, methods=["POST"]),
-    Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/models/{model:path}", describe_model, methods=["GET"]),
-    Route("/info", tei_info, methods=["GET"]),
-    Route("/v1/cluster/auth", cluster_auth, methods=["GET"]),
-    Route("/health", health, methods=["GET"]),
+    method: str
+    path: str
+    summary: str
+    endpoint: Endpoint
+    requests: tuple[Any, ...] = ()
+    """Several types mean any one of them."""
+    responses: tuple[Any, ...] = ()
+
+
+def rerank_operation(path: str, summary: str, *dialects: Dialect) -> Operation:
+    return Operation("post", path, summary, rerank_endpoint(*dialects),
+                     tuple(d.request for d in dialects), tuple(d.response for d in dialects))
+
+
+OPERATIONS = [
+    rerank_operation("/v1/rerank", "Rerank documents (Jina / llama-box)", JINA),
+    rerank_operation("/v1/reranking", "Rerank documents (alias of /v1/rerank)", JINA),
+    rerank_operation("/reranking", "Rerank documents (alias of /v1/rerank)", JINA),
+    rerank_operation("/rerank", "Rerank documents (Jina body with `documents`, TEI body with `texts`, or "
+                     "Infinity body with `raw_scores`)", JINA, TEI, INFINITY),
+    rerank_operation("/v2/rerank", "Rerank documents (Cohere v2)", COHERE),
+    Operation("get", "/v1/models", "List the served models", list_models, (), (ModelList,)),
+    Operation("get", "/v1/models/{model:path}", "Describe one model (OpenAI, with Xinference's model_type)",
+              describe_model, (), (ModelDescription,)),
+    Operation("get", "/info", "The first model, as TEI describes itself", tei_info, (), (TEIInfo,)),
+    Operation("get", "/v1/cluster/auth", "Whether requests need an API key (Xinference's probe)", cluster_auth,
+              (), (ClusterAuth,)),
+    Operation("get", "/health", "Readiness", health, (), (Health,)),
+]
+
+ROUTES: list[BaseRoute] = [
+    *(Route(op.path, op.endpoint, methods=[op.method.upper()]) for op in OPERATIONS),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     *DOCS_ROUTES,
@@ -277,4 +229,4 @@ ROUTES = [
 # (/docs, its files and /openapi.json) describes an API that is not secret; calls made from the
 # page still need the key.
 PUBLIC_PATHS = ("/health", "/v1/cluster/auth", *DOCS_PUBLIC_PATHS)
-OPENAPI = openapi_document(public=PUBLIC_PATHS)
+OPENAPI = openapi_document(OPERATIONS, public=PUBLIC_PATHS)

@@ -18,7 +18,8 @@ from .jobs import RankedDocument, RerankJob
 ScoreKind = Literal["logit", "probability"]
 
 
-def shape_scores(job: RerankJob, kind: ScoreKind, pair_scores: np.ndarray, owners: Sequence[int]) -> list[RankedDocument]:
+def shape_scores(job: RerankJob, kind: ScoreKind, pair_scores: np.ndarray,
+                 owners: Sequence[int]) -> list[RankedDocument]:
     """`pair_scores` holds one score per pair (`owners[i]` is pair i's document), then, with
     `job.normalize`, the two anchors' (anchor_pairs())."""
     documents = best_windows(pair_scores[: len(owners)], owners, len(job.documents))

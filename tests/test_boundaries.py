@@ -16,16 +16,20 @@ import pytest
 
 HTTP = ["routes", "app", "errors", "middleware", "limits", "lingering", "openapi", "docs", "schemas", "metrics"]
 # Scoring: from a job to ranked documents, in this process.
-SCORING = ["jobs", "faults", "scoring", "scheduler", "windows", "layout", "gguf_info", "engine", "classifier",
-           "rerank", "registry", "service"]
+SCORING = ["jobs", "faults", "scoring", "scheduler", "windows", "layout", "gguf_info", "settings", "engine",
+           "classifier", "rerank", "registry", "service"]
+# The clients' wire formats: Structs and the functions to and from a job, nothing of a server.
+DIALECTS = ["dialects.jina", "dialects.tei", "dialects.infinity", "dialects.cohere"]
 # Finding a model file: the catalog, the hub, the converter.
 PROVISION = ["catalog", "model_spec", "quantization", "hub", "sources", "conversion"]
 
 FORBIDDEN = {
     **{module: {"llama_cpp", "ray"} for module in HTTP},
+    **{module: {"llama_cpp", "ray", "starlette", "server.service"} for module in DIALECTS},
     # The Ray gateway reserves no CPU: it routes and shapes answers, and must not load llama.cpp.
     "ray_gateway": {"llama_cpp", "server.engine", "server.registry"},
-    **{module: {"starlette", "uvicorn", "ray", "server.errors", "server.schemas", "server.routes"}
+    **{module: {"starlette", "uvicorn", "ray", "server.errors", "server.schemas", "server.routes",
+                "server.dialects"}
        for module in SCORING + PROVISION},
 }
 WATCHED = sorted({name for names in FORBIDDEN.values() for name in names})

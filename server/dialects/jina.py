@@ -1,0 +1,64 @@
+"""Jina's and llama-box's `POST /v1/rerank` (and its aliases): raw logits unless `normalize`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from ..jobs import RerankJob, RerankOutcome
+from . import Dialect
+from .shared import NonEmptyStr, TextDocument, TopN, Usage, document_texts, usage
+
+
+class RerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """`POST /v1/rerank`: the Jina / llama-box request."""
+
+    query: NonEmptyStr
+    documents: Annotated[list[str | TextDocument], msgspec.Meta(min_length=1)]
+    model: str | None = None
+    top_n: TopN | None = None
+    return_documents: bool = True
+    normalize: bool = False
+    truncate: bool = True
+    instruction: NonEmptyStr | None = None
+    """Task instruction for models whose template has one (Qwen3-Reranker); replaces the default."""
+    long_documents: Literal["truncate", "windows"] | None = None
+    """A document longer than the context: cut at its end, or scored by its best window; default: the model's."""
+
+
+class ResultDocument(msgspec.Struct):
+    text: str
+
+
+class RerankResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Key order of the seed documents; `document` is left out when not asked for."""
+
+    index: int
+    document: ResultDocument | None = None
+    relevance_score: float
+
+
+class RerankResponse(msgspec.Struct):
+    model: str
+    object: str
+    results: list[RerankResult]
+    usage: Usage
+
+
+def to_job(req: RerankRequest) -> RerankJob:
+    return RerankJob(query=req.query, documents=document_texts(req.documents), top_n=req.top_n,
+                     normalize=req.normalize, truncate=req.truncate, instruction=req.instruction,
+                     long_documents=req.long_documents)
+
+
+def to_response(req: RerankRequest, served_name: str, outcome: RerankOutcome) -> RerankResponse:
+    texts = document_texts(req.documents)
+    results = [RerankResult(index=r.index, document=ResultDocument(texts[r.index]) if req.return_documents else None,
+                            relevance_score=r.score)
+               for r in outcome.ranked]
+    return RerankResponse(model=req.model or served_name, object="list", results=results,
+                          usage=usage(outcome.prompt_tokens))
+
+
+JINA = Dialect("jina", RerankRequest, RerankResponse, to_job, to_response)

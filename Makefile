@@ -65,7 +65,7 @@ $(VENV)/.ray-installed: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 run-ray: $(VENV)/.ray-installed
-	$(PY) -m server.ray_app $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) --replicas $(REPLICAS) $(ARGS)
+	$(PY) -m server.ray.app $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) --replicas $(REPLICAS) $(ARGS)
 
 test: $(VENV)/.test-installed converter browser
 	$(PY) -m pytest
@@ -83,7 +83,7 @@ browser:
 CONVERT_VENV ?= .venv-convert
 
 converter: install
-	$(PY) -m server.conversion --setup --env $(CONVERT_VENV)
+	$(PY) -m server.provision.conversion --setup --env $(CONVERT_VENV)
 
 # Download and convert a checkpoint ahead of time (or fetch a GGUF): make convert MODEL=Qwen/Qwen3-Reranker-4B [QUANT=Q8_0]
 convert: install

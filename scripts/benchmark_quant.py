@@ -144,7 +144,7 @@ def make_gguf(hf_dir: Path, llama_src: Path, out_dir: Path, weight_type: str) ->
                         "--outtype", CONVERTER_TYPES[weight_type], "--outfile", str(out)],
                        check=True, capture_output=True)
     else:
-        from server.conversion import quantize
+        from server.provision.conversion import quantize
 
         quantize(make_gguf(hf_dir, llama_src, out_dir, "F16"), out, weight_type)
     return out

@@ -1,5 +1,5 @@
 """What Ray Serve costs and buys on one machine: the service direct against the same service
-through Ray Serve's proxy (`python -m server.ray_app`), on the same GGUF and workloads as
+through Ray Serve's proxy (`python -m server.ray.app`), on the same GGUF and workloads as
 scripts/benchmark.py.
 
 1. Proxy latency: p50/p95 of the 3-document request, one process with T threads against one Ray
@@ -35,7 +35,7 @@ import benchmark as bench  # noqa: E402  (the sibling script: workloads, servers
 
 
 def ray_command(gguf: Path, port: int, replicas: int, threads: int) -> list[str]:
-    return [str(bench.SERVICE_PYTHON), "-m", "server.ray_app", "--model", str(gguf), "--host", bench.HOST,
+    return [str(bench.SERVICE_PYTHON), "-m", "server.ray.app", "--model", str(gguf), "--host", bench.HOST,
             "--port", str(port), "--replicas", str(replicas), "--threads", str(threads),
             "--log-level", "warning", "--request-timeout", str(bench.REQUEST_TIMEOUT)]
 

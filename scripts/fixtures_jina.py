@@ -36,11 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import transformers
+from make_fixtures import CORPUS_TEXT, MIN_SCORE_GAP
 from safetensors.numpy import save_file
 from tokenizers import ByteLevelBPETokenizer
 from transformers import RobertaTokenizer
-
-from make_fixtures import CORPUS_TEXT, MIN_SCORE_GAP
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "fixtures"

@@ -1,7 +1,7 @@
 """Refresh the constraints files from what the package index serves today: `make lock`.
 
 `constraints.txt` pins every package of the server's and the tests' environment (`make install`,
-`make test`); `constraints-converter.txt` pins the checkpoint converter's (server/conversion.py).
+`make test`); `constraints-converter.txt` pins the checkpoint converter's (server/provision/conversion.py).
 Both are pip's own resolution (`pip install --dry-run --report`), so nothing is built or installed
 here, and a fresh clone installs exactly what CI tested until the files are refreshed on purpose.
 Run it with the Python of the environment the files are for (the Makefile passes .venv's).
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from server.conversion import CONVERTER_CONSTRAINTS, REQUIREMENTS
+from server.provision.conversion import CONVERTER_CONSTRAINTS, REQUIREMENTS
 
 ROOT = Path(__file__).resolve().parent.parent
 

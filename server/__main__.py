@@ -12,15 +12,15 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 
 from .app import create_app
-from .catalog import CatalogError, load_catalog
 from .config import ConfigError, parse_args
-from .engine import ModelLoadError
-from .gguf_info import NotAGGUFError
-from .llama_build import UnpatchedEngineError
-from .plan import configured_slots
+from .engine.context import ModelLoadError
+from .engine.gguf_info import NotAGGUFError
+from .engine.llama_build import UnpatchedEngineError
+from .provision.catalog import CatalogError, load_catalog
+from .provision.plan import configured_slots
+from .provision.sources import ModelSourceError
 from .registry import ModelRegistry
 from .service import LoadState
-from .sources import ModelSourceError
 
 log = logging.getLogger("server")
 

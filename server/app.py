@@ -11,12 +11,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from .errors import EXCEPTION_HANDLERS
-from .limits import BodyLimit, Limits
-from .lingering import LingeringClose
-from .metrics import Metrics
-from .middleware import ApiKeys, RequestContext
-from .routes import PUBLIC_PATHS, ROUTES
+from .http.body_limit import BodyLimit
+from .http.errors import EXCEPTION_HANDLERS
+from .http.lingering import LingeringClose
+from .http.metrics import Metrics
+from .http.middleware import ApiKeys, RequestContext
+from .http.routes import PUBLIC_PATHS, ROUTES
+from .limits import Limits
 from .service import RerankService
 
 

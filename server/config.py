@@ -17,10 +17,10 @@ from typing import Annotated
 
 import msgspec
 
-from .catalog import DEFAULT_CATALOG, CatalogEntry
+from .engine.windows import LongDocuments, WindowPlan, plan_for
 from .limits import Limits
+from .provision.catalog import DEFAULT_CATALOG, CatalogEntry
 from .settings import DEFAULT_CONVERTER_ENV, EngineSettings
-from .windows import LongDocuments, WindowPlan, plan_for
 
 DEFAULTS = Limits()
 
@@ -32,7 +32,7 @@ Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     models: list[str] = []
-    """What `--model` accepts (server/model_spec.py); empty: the catalog's default model."""
+    """What `--model` accepts (server/provision/model_spec.py); empty: the catalog's default model."""
     aliases: list[str] = []
     """Served names, in the order of `models`; a model without one is served under its own name."""
     host: str = "127.0.0.1"

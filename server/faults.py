@@ -1,7 +1,7 @@
 """What can go wrong with a rerank request, said without HTTP.
 
 The engine, the scheduler and the model layers (one process or Ray) raise these; the HTTP layer
-answers each with one status through one table (server/errors.py), so nothing below the routes
+answers each with one status through one table (server/http/errors.py), so nothing below the routes
 speaks HTTP and the routes need not know which layer a fault came from.
 """
 
@@ -20,7 +20,11 @@ class InputTooLongError(InputError):
     """A pair does not fit the model's context and may not be truncated."""
 
 
-class TooManyWindows(Fault, ValueError):
+class TooLarge(Fault, ValueError):
+    """The request passes one of the server's limits (documents, characters); refused before any work."""
+
+
+class TooManyWindows(TooLarge):
     """A document needs more windows than the limit; refused before any work."""
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 import msgspec
 
-from .windows import LongDocuments
+from .engine.windows import LongDocuments
 
 
 class RerankJob(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,15 +9,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .engine import RerankEngine
-from .gguf_info import GGUFInfo
+from .engine.context import RerankEngine
+from .engine.gguf_info import GGUFInfo
+from .engine.windows import LongDocuments, WindowPlan
 from .jobs import RerankJob, RerankOutcome
+from .provision.sources import ModelSource
 from .rerank import ServedModel, rerank
 from .scheduler import BatchObserver
 from .service import LoadState, ModelInfo, known_name, served_name, unavailable
 from .settings import EngineSettings
-from .sources import ModelSource
-from .windows import LongDocuments, WindowPlan
 
 log = logging.getLogger(__name__)
 

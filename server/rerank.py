@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from .engine import RerankEngine, shared_prefix_length
+from .engine.context import RerankEngine, shared_prefix_length
+from .engine.windows import LongDocuments, WindowPlan, cohere_chunks
 from .jobs import RerankJob, RerankOutcome
 from .scheduler import BatchObserver, Scheduler
 from .scoring import shape_scores
-from .windows import LongDocuments, WindowPlan, cohere_chunks
 
 
 class ServedModel:

@@ -1,7 +1,7 @@
 """The boundary the routes call: the models served, and reranking with one of them.
 
 Two implementations: `ModelRegistry` (server/registry.py) holds the engines in this process;
-`RayModels` (server/ray_gateway.py) reaches them in Ray Serve replicas through deployment handles.
+`RayModels` (server/ray/gateway.py) reaches them in Ray Serve replicas through deployment handles.
 The routes, the schemas and the engine are the same for both.
 """
 
@@ -13,11 +13,11 @@ from typing import Protocol
 
 import msgspec
 
+from .engine.windows import LongDocuments
 from .faults import ModelNotFound, ModelNotReady
 from .jobs import RerankJob, RerankOutcome
 from .scheduler import BatchObserver
 from .scoring import ScoreKind
-from .windows import LongDocuments
 
 
 class LoadState(enum.Enum):

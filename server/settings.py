@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-# Where the checkpoint converter's environment is set up on first use (server/conversion.py).
+# Where the checkpoint converter's environment is set up on first use (server/provision/conversion.py).
 DEFAULT_CONVERTER_ENV = Path(__file__).resolve().parent.parent / ".venv-convert"
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.engine import RerankEngine
-from server.gguf_info import read_gguf_info
+from server.engine.context import RerankEngine
+from server.engine.gguf_info import read_gguf_info
 from server.settings import EngineSettings
 
 # Scores against the transformers reference. llama.cpp's CPU GELU goes through an f16 lookup table

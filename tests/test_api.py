@@ -165,10 +165,10 @@ def test_health_is_503_while_the_model_loads():
     from starlette.testclient import TestClient
 
     from server.app import create_app
-    from server.gguf_info import read_gguf_info
+    from server.engine.gguf_info import read_gguf_info
+    from server.provision.sources import ModelSource
     from server.registry import ModelRegistry, ModelSlot
     from server.settings import EngineSettings
-    from server.sources import ModelSource
 
     from .conftest import XLMR
 

@@ -14,23 +14,27 @@ import sys
 
 import pytest
 
-HTTP = ["routes", "app", "errors", "middleware", "limits", "lingering", "openapi", "docs", "schemas", "metrics"]
-# Scoring: from a job to ranked documents, in this process.
-SCORING = ["jobs", "faults", "scoring", "scheduler", "windows", "layout", "gguf_info", "settings", "engine",
-           "classifier", "rerank", "registry", "service"]
+HTTP = ["http.routes", "http.errors", "http.middleware", "http.body_limit", "http.lingering", "http.openapi",
+        "http.docs", "http.schemas", "http.metrics", "app"]
 # The clients' wire formats: Structs and the functions to and from a job, nothing of a server.
 DIALECTS = ["dialects.jina", "dialects.tei", "dialects.infinity", "dialects.cohere"]
-# Finding a model file: the catalog, the hub, the converter.
-PROVISION = ["catalog", "model_spec", "quantization", "hub", "sources", "conversion"]
+# From a job to ranked documents, in this process.
+SERVING = ["jobs", "faults", "limits", "scoring", "settings", "service", "scheduler", "rerank", "registry"]
+ENGINE = ["engine.context", "engine.layout", "engine.windows", "engine.classifier", "engine.gguf_info",
+          "engine.llama_build"]
+# From --model to a checked GGUF on disk.
+PROVISION = ["provision.catalog", "provision.model_spec", "provision.quantization", "provision.hub",
+             "provision.sources", "provision.conversion", "provision.plan"]
+HTTP_MODULES = {"starlette", "uvicorn", "server.http", "server.dialects"}
 
 FORBIDDEN = {
     **{module: {"llama_cpp", "ray"} for module in HTTP},
     **{module: {"llama_cpp", "ray", "starlette", "server.service"} for module in DIALECTS},
+    **{module: {"ray", *HTTP_MODULES} for module in SERVING + PROVISION},
+    # The engine knows neither how requests arrive nor how models are found.
+    **{module: {"ray", "server.provision", "server.registry", *HTTP_MODULES} for module in ENGINE},
     # The Ray gateway reserves no CPU: it routes and shapes answers, and must not load llama.cpp.
-    "ray_gateway": {"llama_cpp", "server.engine", "server.registry"},
-    **{module: {"starlette", "uvicorn", "ray", "server.errors", "server.schemas", "server.routes",
-                "server.dialects"}
-       for module in SCORING + PROVISION},
+    "ray.gateway": {"llama_cpp", "server.engine.context", "server.registry"},
 }
 WATCHED = sorted({name for names in FORBIDDEN.values() for name in names})
 
@@ -48,4 +52,4 @@ def test_a_module_imports_nothing_its_layer_may_not_know(module):
 
 
 def test_the_probe_sees_an_import_across_the_line():
-    assert "llama_cpp" in imported_by("engine") and "starlette" in imported_by("routes")
+    assert "llama_cpp" in imported_by("engine.context") and "starlette" in imported_by("http.routes")

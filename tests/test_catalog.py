@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.catalog import CatalogError, load_catalog
-from server.conversion import ConverterEnv
-from server.sources import ModelSourceError, resolve_model
+from server.provision.catalog import CatalogError, load_catalog
+from server.provision.conversion import ConverterEnv
+from server.provision.sources import ModelSourceError, resolve_model
 
 FAMILIES = {"bge", "bce", "jina", "jina-v2", "gte", "qwen3"}
 PRODUCT_MODELS = {

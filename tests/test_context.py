@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from server.gguf_info import read_gguf_info
+from server.engine.gguf_info import read_gguf_info
 
 from .conftest import GTE, JINA, QWEN3, XLMR, RunningServer
 

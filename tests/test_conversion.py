@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from server.gguf_info import read_gguf_info
+from server.engine.gguf_info import read_gguf_info
 
 from .conftest import FIXTURES, QWEN3_CHECKPOINT, TOLERANCE, XLMR_CHECKPOINT, RunningServer, case
 from .stand_in_hub import COMMIT, StandInHub, checkpoint_files

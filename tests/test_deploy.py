@@ -14,7 +14,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from server.config import ConfigError
-from server.ray_app import MULTIPLEXED_DEPLOYMENT, RayAppConfig, build, served_models
+from server.ray.app import MULTIPLEXED_DEPLOYMENT, RayAppConfig, build, served_models
 from tests.conftest import ROOT
 
 SERVE_CONFIG = ROOT / "deploy" / "ray" / "serve.yaml"
@@ -33,7 +33,7 @@ def serve_config() -> dict[str, Any]:
 def test_serve_config_is_valid_for_ray_and_the_builder() -> None:
     schema = ServeDeploySchema.model_validate(serve_config())
     (application,) = schema.applications
-    assert application.import_path == "server.ray_app:build"
+    assert application.import_path == "server.ray.app:build"
     args = msgspec.convert(application.args, RayAppConfig, strict=False)
     # Every deployment the config tunes is one the builder creates.
     created = set(served_models(args.server)) if args.models_per_replica is None else {MULTIPLEXED_DEPLOYMENT}

@@ -21,7 +21,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
-from server.docs import DOCS_PUBLIC_PATHS
+from server.http.docs import DOCS_PUBLIC_PATHS
 
 from .conftest import XLMR, RunningServer
 

@@ -8,9 +8,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from server.engine import ModelLoadError, RerankEngine
+from server.engine.context import ModelLoadError, RerankEngine
+from server.engine.gguf_info import read_gguf_info
 from server.faults import InputTooLongError
-from server.gguf_info import read_gguf_info
 from server.scheduler import Scheduler
 from server.settings import EngineSettings
 
@@ -138,7 +138,7 @@ def info_like(**changes):
      "is a BERT cross-encoder .* token type ids"),
 ])
 def test_files_llama_cpp_would_score_wrongly_are_refused(changes, message):
-    from server.engine import check_servable
+    from server.engine.context import check_servable
 
     with pytest.raises(ModelLoadError, match=message):
         check_servable(info_like(**changes))

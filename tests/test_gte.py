@@ -16,9 +16,9 @@ import httpx
 import numpy as np
 import pytest
 
-from server.engine import RerankEngine
-from server.gguf_info import read_gguf_info
-from server.llama_build import UnpatchedEngineError, check_architectures, knows_architecture
+from server.engine.context import RerankEngine
+from server.engine.gguf_info import read_gguf_info
+from server.engine.llama_build import UnpatchedEngineError, check_architectures, knows_architecture
 from server.settings import EngineSettings
 
 from .conftest import FIXTURES, GTE, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, RunningServer

@@ -13,7 +13,7 @@ from typing import get_type_hints
 import numpy as np
 import pytest
 
-from server.ray_gateway import RayModels
+from server.ray.gateway import RayModels
 from server.registry import ModelRegistry
 from server.scheduler import Decoder
 from server.service import RerankService

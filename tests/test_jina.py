@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
-from server.engine import RerankEngine
-from server.gguf_info import read_gguf_info
+from server.engine.context import RerankEngine
+from server.engine.gguf_info import read_gguf_info
 from server.settings import EngineSettings
 
 from .conftest import FIXTURES, JINA, RunningServer

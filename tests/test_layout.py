@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.layout import InstructionNotSupported, SpecialTokenLayout, TemplateLayout
+from server.engine.layout import InstructionNotSupported, SpecialTokenLayout, TemplateLayout
 
 SPECIALS = {"<|im_start|>": 1001, "<|im_end|>": 1002, "<think>": 1003, "</think>": 1004}
 

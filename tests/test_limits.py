@@ -167,12 +167,12 @@ def test_an_engine_fault_is_a_500_with_the_request_id_and_the_server_keeps_servi
     """The real engine, with llama.cpp's decode failing as an unexpected fault would."""
     from starlette.testclient import TestClient
 
-    from server import engine as engine_module
     from server.app import create_app
-    from server.gguf_info import read_gguf_info
+    from server.engine import context as engine_module
+    from server.engine.gguf_info import read_gguf_info
+    from server.provision.sources import ModelSource
     from server.registry import ModelRegistry, ModelSlot
     from server.settings import EngineSettings
-    from server.sources import ModelSource
 
     slot = ModelSlot(ModelSource(name="x", path=str(XLMR)), read_gguf_info(XLMR), EngineSettings())
     slot.load()

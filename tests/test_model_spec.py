@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.catalog import load_catalog
-from server.model_spec import ModelSpecError, parse_model_spec
+from server.provision.catalog import load_catalog
+from server.provision.model_spec import ModelSpecError, parse_model_spec
 
 from .conftest import ROOT, XLMR
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.quantization import QuantizationError, canonical, choose_file, tag_of
+from server.provision.quantization import QuantizationError, canonical, choose_file, tag_of
 
 # gpustack's file list for bge-reranker-v2-m3 (Q3_K_M there, Q3_K in most of its other repositories).
 GPUSTACK = [f"bge-reranker-v2-m3-{t}.gguf" for t in

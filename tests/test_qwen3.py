@@ -11,16 +11,16 @@ import httpx
 import numpy as np
 import pytest
 
-from server import classifier
-from server import engine as engine_module
-from server.engine import (
+from server.engine import classifier
+from server.engine import context as engine_module
+from server.engine.context import (
     CAUSAL_UBATCH,
     ModelLoadError,
     RerankEngine,
     check_servable,
     shared_prefix_length,
 )
-from server.gguf_info import read_gguf_info, tensor_rows
+from server.engine.gguf_info import read_gguf_info, tensor_rows
 from server.settings import EngineSettings
 
 from .conftest import FIXTURES, QWEN3, QWEN3_NOHEAD, RunningServer

@@ -14,8 +14,8 @@ from ray import serve
 from ray.cluster_utils import Cluster
 
 from server.config import ServerConfig
-from server.ray_app import RayAppConfig, build_app
-from server.ray_replica import ReplicaStatus
+from server.ray.app import RayAppConfig, build_app
+from server.ray.replica import ReplicaStatus
 from tests.conftest import QWEN3, XLMR, RunningServer, case, free_port, wait_healthy
 
 KEY = "sk-ray"

@@ -1,4 +1,4 @@
-"""The two ways a user starts the Ray Serve application on one machine: `python -m server.ray_app`
+"""The two ways a user starts the Ray Serve application on one machine: `python -m server.ray.app`
 (what `make run-ray` runs), stopped with everything it started by SIGTERM, and `serve run` on
 deploy/ray/serve.yaml."""
 
@@ -74,7 +74,7 @@ def alive(pid: int) -> bool:
 def test_serves_through_a_local_head_and_stops_on_sigterm(reference: dict) -> None:
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([sys.executable, "-m", "server.ray_app", "--model", str(XLMR), "--alias", "xlmr-tiny",
+    proc = subprocess.Popen([sys.executable, "-m", "server.ray.app", "--model", str(XLMR), "--alias", "xlmr-tiny",
                              "--replicas", "2", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
@@ -100,7 +100,7 @@ def test_serves_through_a_local_head_and_stops_on_sigterm(reference: dict) -> No
 
 
 def test_bad_flags_exit_2_before_starting_ray() -> None:
-    result = subprocess.run([sys.executable, "-m", "server.ray_app", "--model", str(XLMR), "--replicas", "0"],
+    result = subprocess.run([sys.executable, "-m", "server.ray.app", "--model", str(XLMR), "--replicas", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env=without_ray_address())
     assert result.returncode == 2

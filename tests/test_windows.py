@@ -12,13 +12,13 @@ import httpx
 import numpy as np
 import pytest
 
-from server.engine import RerankEngine
+from server.engine.context import RerankEngine
+from server.engine.gguf_info import read_gguf_info
+from server.engine.windows import WindowPlan, cohere_chunks, plan_for, window_spans
 from server.faults import TooManyWindows
-from server.gguf_info import read_gguf_info
 from server.jobs import RerankJob
 from server.rerank import ServedModel, rerank
 from server.settings import EngineSettings
-from server.windows import WindowPlan, cohere_chunks, plan_for, window_spans
 
 from .conftest import FIXTURES, QWEN3, TOLERANCE, XLMR, XLMR_JINA_V2, RunningServer, case
 

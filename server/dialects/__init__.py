@@ -1,7 +1,7 @@
 """The clients' dialects of reranking: each module holds one dialect's request and response
 Structs and the two functions between them and the service's job and outcome.
 
-A new dialect is one module and one line in the route table (server/routes.py); nothing below
+A new dialect is one module and one line in the route table (server/http/routes.py); nothing below
 the routes knows which dialect a job came from.
 """
 

@@ -8,7 +8,7 @@ environment of its own, set up on first use: llama.cpp's `convert_hf_to_gguf.py`
 from, with the project's patch applied as to the engine's build (it adds gte-multilingual-reranker's
 architecture), so a conversion writes exactly what this engine reads.
 
-`python -m server.conversion --setup [--env DIR]` sets the environment up ahead of time.
+`python -m server.provision.conversion --setup [--env DIR]` sets the environment up ahead of time.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from pathlib import Path
 import llama_cpp
 from filelock import FileLock
 
-from .engine import ensure_backend, usable_cores
-from .llama_build import PATCH
+from ..engine.context import ensure_backend, usable_cores
+from ..engine.llama_build import PATCH
+from ..settings import DEFAULT_CONVERTER_ENV
 from .quantization import canonical
-from .settings import DEFAULT_CONVERTER_ENV
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 REQUIREMENTS = ["torch==2.13.0", "transformers==5.23.0", "sentencepiece==0.2.3", "protobuf>=4.21",
                 "numpy", "safetensors"]
 # Every package of the environment, as CI installed it (`make lock` refreshes it; scripts/lock.py).
-CONVERTER_CONSTRAINTS = Path(__file__).resolve().parent.parent / "constraints-converter.txt"
+CONVERTER_CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints-converter.txt"
 # Extra pip arguments for the environment, e.g. an index with CPU-only torch wheels.
 PIP_ARGS_VARIABLE = "RERANK_CONVERTER_PIP_ARGS"
 
@@ -237,7 +237,7 @@ def quantize(source: Path, out: Path, ftype_name: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.conversion", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m server.provision.conversion", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setup", action="store_true", required=True,
                         help="set the converter environment up now rather than on first use")

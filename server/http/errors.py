@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from .faults import Busy, Fault, InputError, ModelNotFound, QueueFull, TooManyWindows, Unavailable
+from ..faults import Busy, Fault, InputError, ModelNotFound, QueueFull, TooLarge, Unavailable
 from .schemas import ErrorBody, ErrorDetail
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class FaultAnswer(msgspec.Struct, frozen=True):
 # its nearest class.
 FAULT_ANSWERS: dict[type[Fault], FaultAnswer] = {
     InputError: FaultAnswer(400),
-    TooManyWindows: FaultAnswer(413),
+    TooLarge: FaultAnswer(413),
     ModelNotFound: FaultAnswer(404, "model_not_found"),
     Unavailable: FaultAnswer(503),
     Busy: FaultAnswer(503, retry_after=True),

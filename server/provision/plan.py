@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import ServerConfig
+from ..engine.context import check_servable, ensure_backend
+from ..engine.gguf_info import read_gguf_info
+from ..registry import ModelSlot
 from .catalog import Catalog
-from .config import ServerConfig
 from .conversion import ConverterEnv
-from .engine import check_servable, ensure_backend
-from .gguf_info import read_gguf_info
-from .registry import ModelSlot
 from .sources import resolve_model
 
 

@@ -18,18 +18,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .dialects import Dialect
-from .dialects.cohere import COHERE
-from .dialects.infinity import INFINITY
-from .dialects.jina import JINA
-from .dialects.tei import TEI, TEIClassifier, TEIInfo, TEIModelType
+from ..dialects import Dialect
+from ..dialects.cohere import COHERE
+from ..dialects.infinity import INFINITY
+from ..dialects.jina import JINA
+from ..dialects.tei import TEI, TEIClassifier, TEIInfo, TEIModelType
+from ..jobs import RerankJob, RerankOutcome
+from ..limits import Limits
+from ..service import ModelInfo, RerankService
 from .docs import DOCS_PUBLIC_PATHS, DOCS_ROUTES
 from .errors import ApiError
-from .jobs import RerankJob, RerankOutcome
-from .limits import Limits
 from .openapi import openapi_document
 from .schemas import ClusterAuth, Health, ModelCard, ModelDescription, ModelList, ModelMeta
-from .service import ModelInfo, RerankService
 
 T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]

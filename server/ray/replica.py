@@ -4,7 +4,7 @@ Each replica owns its engines and their schedulers, so the requests that reach o
 batched together as in one process. A replica holds either one model, loaded when it starts (a
 per-model deployment), or up to `models_per_replica` of a list, loaded on a request's first call
 and evicted least recently used (Ray Serve's model multiplexing routes a request to a replica that
-has its model). The gateway reaches it through server/ray_gateway.py.
+has its model). The gateway reaches it through server/ray/gateway.py.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from ray import serve
 
-from .catalog import load_catalog
-from .config import ServerConfig
-from .engine import ModelLoadError
-from .jobs import RerankJob, RerankOutcome
-from .plan import configured_slots
-from .registry import ModelRegistry, ModelSlot
-from .rerank import ServedModel, rerank
-from .service import LoadState, ModelInfo, unavailable
+from ..config import ServerConfig
+from ..engine.context import ModelLoadError
+from ..jobs import RerankJob, RerankOutcome
+from ..provision.catalog import load_catalog
+from ..provision.plan import configured_slots
+from ..registry import ModelRegistry, ModelSlot
+from ..rerank import ServedModel, rerank
+from ..service import LoadState, ModelInfo, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class _Loaded:
 
 
 class ModelReplica:
-    """One replica of a model deployment (wrapped by `serve.deployment` in server/ray_app.py)."""
+    """One replica of a model deployment (wrapped by `serve.deployment` in server/ray/app.py)."""
 
     def __init__(self, config: ServerConfig, models_per_replica: int | None = None) -> None:
         logging.basicConfig(level=config.log_level.upper())

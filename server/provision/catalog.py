@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from .windows import LongDocuments, WindowStyle
+from ..engine.windows import LongDocuments, WindowStyle
 
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "models.yaml"
+DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "models.yaml"
 
 Family = Literal["bge", "bce", "jina", "jina-v2", "gte", "qwen3"]
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from ..faults import InputError, InputTooLongError, TooManyWindows
+from ..scoring import ScoreKind
+from ..settings import EngineSettings
 from .classifier import p_yes, yes_minus_no
-from .faults import InputError, InputTooLongError, TooManyWindows
 from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo
 from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, TemplateLayout, Tokenize
 from .llama_build import check_architectures
-from .scoring import ScoreKind
-from .settings import EngineSettings
 from .windows import WindowPlan, window_spans
 
 log = logging.getLogger(__name__)

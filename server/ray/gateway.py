@@ -1,7 +1,7 @@
 """The gateway's side of Ray Serve: the same HTTP application as one process, over handles.
 
 `RayModels` is the rerank service (server/service.py) the routes call; it reaches the model
-deployments (server/ray_replica.py) through their handles. Nothing here loads llama.cpp: the
+deployments (server/ray/replica.py) through their handles. Nothing here loads llama.cpp: the
 gateway reserves no CPU and only parses, routes and shapes answers.
 """
 
@@ -16,12 +16,12 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 
-from .app import create_app
-from .config import ServerConfig
-from .faults import Busy
-from .jobs import RerankJob, RerankOutcome
-from .scheduler import BatchObserver
-from .service import LoadState, ModelInfo, known_name, served_name, unavailable
+from ..app import create_app
+from ..config import ServerConfig
+from ..faults import Busy
+from ..jobs import RerankJob, RerankOutcome
+from ..scheduler import BatchObserver
+from ..service import LoadState, ModelInfo, known_name, served_name, unavailable
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import llama_cpp
 PATCHED_ARCHITECTURES = ("gte",)
 # The project's patch to llama.cpp: applied by `make install` to the engine's build and by
 # conversion.py to the converter's sources.
-PATCH = Path(__file__).resolve().parent.parent / "patches" / "llama.cpp-gte.patch"
+PATCH = Path(__file__).resolve().parents[2] / "patches" / "llama.cpp-gte.patch"
 
 
 class UnpatchedEngineError(RuntimeError):

@@ -1,8 +1,8 @@
-"""The service as a Ray Serve application, and `python -m server.ray_app` (`make run-ray`).
+"""The service as a Ray Serve application, and `python -m server.ray.app` (`make run-ray`).
 
 The HTTP surface is the same Starlette application as in one process (server/app.py), hosted by
-Ray Serve's ingress in the `gateway` deployment; scoring runs in model deployments
-(server/ray_replica.py; the gateway in server/ray_gateway.py). `build` is the application builder a Serve config names
+Ray Serve's ingress in the `gateway` deployment (server/ray/gateway.py); scoring runs in model
+deployments (server/ray/replica.py). `build` is the application builder a Serve config names
 (deploy/ray/serve.yaml): `serve run` / `serve deploy` and KubeRay's RayService call it with the
 config's `args`.
 """
@@ -23,11 +23,11 @@ import ray
 from ray import serve
 from ray.serve import Application
 
-from .catalog import CatalogError, load_catalog
-from .config import ConfigError, ServerConfig, parse_args
-from .model_spec import ModelSpecError, parse_model_spec
-from .ray_gateway import Gateway
-from .ray_replica import ModelReplica
+from ..config import ConfigError, ServerConfig, parse_args
+from ..provision.catalog import CatalogError, load_catalog
+from ..provision.model_spec import ModelSpecError, parse_model_spec
+from .gateway import Gateway
+from .replica import ModelReplica
 
 log = logging.getLogger("server.ray")
 
@@ -99,7 +99,7 @@ def build_app(app_config: RayAppConfig) -> Application:
 
 
 def build(args: dict[str, Any]) -> Application:
-    """The builder `import_path: server.ray_app:build` names in a Serve config. The server's
+    """The builder `import_path: server.ray.app:build` names in a Serve config. The server's
     settings start from the RERANK_* environment variables, as `python -m server`'s do (API keys
     from a Kubernetes Secret, say); the config's `server` mapping overrides them."""
     server = {**msgspec.to_builtins(parse_args([])), **args.get("server", {})}
@@ -109,7 +109,7 @@ def build(args: dict[str, Any]) -> Application:
         raise ConfigError(f"invalid Serve config args: {exc}") from None
 
 
-# -- python -m server.ray_app ------------------------------------------------------------------
+# -- python -m server.ray.app ------------------------------------------------------------------
 
 
 def _positive(text: str) -> int:
@@ -121,7 +121,7 @@ def _positive(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m server.ray_app", allow_abbrev=False,
+        prog="python -m server.ray.app", allow_abbrev=False,
         description="Serve the models through Ray Serve on a local Ray head (or an existing cluster).",
         epilog="Every other flag is python -m server's (--model, --alias, --threads, --api-key, ...).")
     parser.add_argument("--replicas", type=_positive, default=2, help="replicas of each model deployment")

@@ -13,9 +13,9 @@ import uvicorn
 
 from .app import create_app
 from .config import ConfigError, parse_args
-from .engine.context import ModelLoadError
 from .engine.gguf_info import NotAGGUFError
 from .engine.llama_build import UnpatchedEngineError
+from .engine.servable import ModelLoadError
 from .provision.catalog import CatalogError, load_catalog
 from .provision.plan import configured_slots
 from .provision.sources import ModelSourceError

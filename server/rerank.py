@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from .engine.context import RerankEngine, shared_prefix_length
+from .engine.context import RerankEngine
+from .engine.pairs import shared_prefix_length
 from .engine.windows import LongDocuments, WindowPlan, cohere_chunks
 from .jobs import RerankJob, RerankOutcome
 from .scheduler import BatchObserver, Scheduler
@@ -41,13 +42,13 @@ async def rerank(model: ServedModel, job: RerankJob) -> RerankOutcome:
     plan = model.window_plan(job.long_documents or model.long_documents)
     # Tokenising 100 documents takes milliseconds of CPU: keep it off the event loop.
     if plan is None:
-        pairs = await asyncio.to_thread(engine.prepare_pairs, job.query, job.documents, job.truncate,
+        pairs = await asyncio.to_thread(engine.pairs.make, job.query, job.documents, job.truncate,
                                         job.max_doc_tokens, job.instruction)
         owners = list(range(len(pairs)))
     else:
-        pairs, owners = await asyncio.to_thread(engine.prepare_windows, job.query, job.documents, plan,
+        pairs, owners = await asyncio.to_thread(engine.pairs.windows, job.query, job.documents, plan,
                                                 job.max_doc_tokens, job.instruction)
-    anchors = await asyncio.to_thread(engine.anchor_pairs, job.query, job.instruction) if job.normalize else []
+    anchors = await asyncio.to_thread(engine.pairs.anchors, job.query, job.instruction) if job.normalize else []
     everything = [*pairs, *anchors]
     scores = await model.scheduler.score(everything, shared_prefix_length(everything) if engine.causal else 0)
     prompt_tokens = sum(len(p) for p in pairs) + sum(len(p) for p in anchors)

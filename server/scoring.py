@@ -21,7 +21,7 @@ ScoreKind = Literal["logit", "probability"]
 def shape_scores(job: RerankJob, kind: ScoreKind, pair_scores: np.ndarray,
                  owners: Sequence[int]) -> list[RankedDocument]:
     """`pair_scores` holds one score per pair (`owners[i]` is pair i's document), then, with
-    `job.normalize`, the two anchors' (anchor_pairs())."""
+    `job.normalize`, the two anchors' (PairMaker.anchors())."""
     documents = best_windows(pair_scores[: len(owners)], owners, len(job.documents))
     if job.normalize:
         self_score, unknown_score = pair_scores[len(owners):len(owners) + 2]

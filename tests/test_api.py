@@ -90,7 +90,7 @@ def test_normalize_reproduces_llama_box(client, engine, reference):
     c = case(reference, "panda")
     body = client.post("/v1/rerank", json={"query": c["query"], "documents": c["documents"],
                                            "normalize": True}).json()
-    anchors = engine.anchor_pairs(c["query"])
+    anchors = engine.pairs.anchors(c["query"])
     self_score, unknown_score = (float(engine.decode([a])[0]) for a in anchors)
     expected = normalize_like_llama_box(np.array(c["scores"], dtype=np.float32), self_score, unknown_score)
     got = {r["index"]: r["relevance_score"] for r in body["results"]}

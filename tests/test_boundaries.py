@@ -20,8 +20,10 @@ HTTP = ["http.routes", "http.errors", "http.middleware", "http.body_limit", "htt
 DIALECTS = ["dialects.jina", "dialects.tei", "dialects.infinity", "dialects.cohere"]
 # From a job to ranked documents, in this process.
 SERVING = ["jobs", "faults", "limits", "scoring", "settings", "service", "scheduler", "rerank", "registry"]
-ENGINE = ["engine.context", "engine.layout", "engine.windows", "engine.classifier", "engine.gguf_info",
-          "engine.llama_build"]
+ENGINE = ["engine.context", "engine.backend", "engine.batch", "engine.servable", "engine.pairs", "engine.layout",
+          "engine.windows", "engine.classifier", "engine.gguf_info", "engine.llama_build"]
+# Pure: pairs are made from a tokenize function, servability from a GGUF header.
+WITHOUT_LLAMA_CPP = ["engine.pairs", "engine.layout", "engine.windows", "engine.servable", "engine.gguf_info"]
 # From --model to a checked GGUF on disk.
 PROVISION = ["provision.catalog", "provision.model_spec", "provision.quantization", "provision.hub",
              "provision.sources", "provision.conversion", "provision.plan"]
@@ -33,6 +35,8 @@ FORBIDDEN = {
     **{module: {"ray", *HTTP_MODULES} for module in SERVING + PROVISION},
     # The engine knows neither how requests arrive nor how models are found.
     **{module: {"ray", "server.provision", "server.registry", *HTTP_MODULES} for module in ENGINE},
+    **{module: {"llama_cpp", "ray", "server.provision", "server.registry", *HTTP_MODULES}
+       for module in WITHOUT_LLAMA_CPP},
     # The Ray gateway reserves no CPU: it routes and shapes answers, and must not load llama.cpp.
     "ray.gateway": {"llama_cpp", "server.engine.context", "server.registry"},
 }

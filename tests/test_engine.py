@@ -8,8 +8,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from server.engine.context import ModelLoadError, RerankEngine
+from server.engine.context import RerankEngine
 from server.engine.gguf_info import read_gguf_info
+from server.engine.servable import ModelLoadError
 from server.faults import InputTooLongError
 from server.scheduler import Scheduler
 from server.settings import EngineSettings
@@ -18,13 +19,13 @@ from .conftest import FIXTURES, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, XLMR, XLMR_E
 
 
 def score_all(engine: RerankEngine, query: str, documents: list[str], truncate: bool = True) -> np.ndarray:
-    pairs = engine.prepare_pairs(query, documents, truncate)
+    pairs = engine.pairs.make(query, documents, truncate)
     return np.concatenate([engine.decode([p]) for p in pairs])
 
 
 def test_pair_layout_is_the_hugging_face_pair_encoding(engine, reference):
     for c in reference["cases"]:
-        pair = engine.prepare_pairs(c["query"], c["documents"][:1], truncate=True)[0]
+        pair = engine.pairs.make(c["query"], c["documents"][:1], truncate=True)[0]
         assert pair.tolist() == c["first_pair_ids"], c["name"]
 
 
@@ -52,13 +53,13 @@ def test_without_flash_attention_scores_are_closer(reference):
 
 def test_token_counts_match_transformers(engine, reference):
     for c in reference["cases"]:
-        pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+        pairs = engine.pairs.make(c["query"], c["documents"], truncate=True)
         assert [len(p) for p in pairs] == c["pair_tokens"], c["name"]
 
 
 def test_packed_decode_scores_like_one_pair_per_decode(engine, reference):
     c = case(reference, "many")
-    pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+    pairs = engine.pairs.make(c["query"], c["documents"], truncate=True)
     packed = engine.decode(pairs[:8])
     np.testing.assert_allclose(packed, c["scores"][:8], atol=TOLERANCE, rtol=0)
 
@@ -66,7 +67,7 @@ def test_packed_decode_scores_like_one_pair_per_decode(engine, reference):
 def test_truncation_keeps_the_head_of_a_long_document(engine, reference):
     c = case(reference, "long")
     assert any(c["truncated"]), "the fixture must hold a document longer than the context"
-    pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+    pairs = engine.pairs.make(c["query"], c["documents"], truncate=True)
     assert max(len(p) for p in pairs) == reference["max_length"] == engine.max_pair_tokens
 
 
@@ -74,12 +75,12 @@ def test_no_truncation_names_the_document_and_token_counts(engine, reference):
     c = case(reference, "long")
     index = c["truncated"].index(True)
     with pytest.raises(InputTooLongError, match=rf"document {index} with the query is \d+ tokens, more than the model's context of 128"):
-        engine.prepare_pairs(c["query"], c["documents"], truncate=False)
+        engine.pairs.make(c["query"], c["documents"], truncate=False)
 
 
 def test_a_query_that_fills_the_context_is_refused(engine):
     with pytest.raises(InputTooLongError, match="leaves no room for a document"):
-        engine.prepare_pairs("panda " * 200, ["hi"], truncate=True)
+        engine.pairs.make("panda " * 200, ["hi"], truncate=True)
 
 
 def test_oversize_decode_is_refused_before_llama_cpp(engine):
@@ -97,7 +98,7 @@ def test_gguf_without_add_token_keys_gets_the_xlmr_layout(reference):
     engine = RerankEngine(info, EngineSettings())
     try:
         c = case(reference, "panda")
-        assert engine.prepare_pairs(c["query"], c["documents"][:1], True)[0].tolist() == c["first_pair_ids"]
+        assert engine.pairs.make(c["query"], c["documents"][:1], True)[0].tolist() == c["first_pair_ids"]
         np.testing.assert_allclose(score_all(engine, c["query"], c["documents"]), c["scores"], atol=TOLERANCE, rtol=0)
     finally:
         engine.close()
@@ -110,7 +111,7 @@ def test_a_model_without_rank_head_is_refused():
 
 def test_scheduler_batches_requests_and_keeps_each_requests_order(engine, reference):
     c = case(reference, "many")
-    pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+    pairs = engine.pairs.make(c["query"], c["documents"], truncate=True)
     scheduler = Scheduler(engine)
 
     async def run() -> list[np.ndarray]:
@@ -148,7 +149,7 @@ def test_an_instruction_for_a_model_without_one_is_an_input_error(engine):
     from server.faults import InputError
 
     with pytest.raises(InputError, match="takes no instruction"):
-        engine.prepare_pairs("q", ["d"], truncate=True, instruction="Find animals")
+        engine.pairs.make("q", ["d"], truncate=True, instruction="Find animals")
 
 
 def test_a_checkpoint_in_jina_reranker_v2_naming_scores_as_the_xlmr_reranker(engine, reference):

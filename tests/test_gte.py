@@ -37,7 +37,7 @@ def gte_reference() -> dict:
 
 
 def engine_scores(engine: RerankEngine, c: dict) -> tuple[list[list[int]], np.ndarray]:
-    pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=False)
+    pairs = engine.pairs.make(c["query"], c["documents"], truncate=False)
     return [p.tolist() for p in pairs], np.concatenate([engine.decode([p]) for p in pairs])
 
 

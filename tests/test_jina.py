@@ -35,7 +35,7 @@ def jina() -> Iterator[RerankEngine]:
 
 
 def scores_of(engine: RerankEngine, c: dict) -> np.ndarray:
-    pairs = engine.prepare_pairs(c["query"], c["documents"], truncate=True)
+    pairs = engine.pairs.make(c["query"], c["documents"], truncate=True)
     return np.concatenate([engine.decode([p]) for p in pairs])
 
 
@@ -47,7 +47,7 @@ def test_the_file_is_a_jina_bert_v2_reranker_with_a_single_projection_head():
 
 def test_the_pair_is_the_tokenizers_pair_encoding(jina, jina_reference):
     for c in jina_reference["cases"]:
-        pairs = jina.prepare_pairs(c["query"], c["documents"], truncate=True)
+        pairs = jina.pairs.make(c["query"], c["documents"], truncate=True)
         assert pairs[0].tolist() == c["first_pair_ids"], c["name"]
         assert [len(p) for p in pairs] == c["pair_tokens"], c["name"]
 
@@ -66,7 +66,7 @@ def test_scores_match_the_reference(jina_reference, flash_attn, tolerance):
 
 def test_a_packed_decode_reads_each_pairs_own_score(jina, jina_reference):
     c = jina_reference["cases"][0]
-    packed = jina.decode(jina.prepare_pairs(c["query"], c["documents"], truncate=True))
+    packed = jina.decode(jina.pairs.make(c["query"], c["documents"], truncate=True))
     np.testing.assert_allclose(packed, c["scores"], atol=TOLERANCE, rtol=0)
 
 

@@ -13,14 +13,10 @@ import pytest
 
 from server.engine import classifier
 from server.engine import context as engine_module
-from server.engine.context import (
-    CAUSAL_UBATCH,
-    ModelLoadError,
-    RerankEngine,
-    check_servable,
-    shared_prefix_length,
-)
+from server.engine.context import CAUSAL_UBATCH, RerankEngine
 from server.engine.gguf_info import read_gguf_info, tensor_rows
+from server.engine.pairs import shared_prefix_length
+from server.engine.servable import ModelLoadError, check_servable
 from server.settings import EngineSettings
 
 from .conftest import FIXTURES, QWEN3, QWEN3_NOHEAD, RunningServer
@@ -56,7 +52,7 @@ def qcase(reference: dict, name: str) -> dict:
 
 def test_the_pair_is_the_rerank_template_token_for_token(qwen3, qwen3_reference):
     for c in qwen3_reference["cases"]:
-        pairs = qwen3.prepare_pairs(c["query"], c["documents"], True, instruction=c["instruction"])
+        pairs = qwen3.pairs.make(c["query"], c["documents"], True, instruction=c["instruction"])
         assert pairs[0].tolist() == c["first_pair_ids"], c["name"]
         assert [len(p) for p in pairs] == c["pair_tokens"], c["name"]
 
@@ -64,7 +60,7 @@ def test_the_pair_is_the_rerank_template_token_for_token(qwen3, qwen3_reference)
 @pytest.mark.parametrize("name", ["default", "instruction", "many", "unicode"])
 def test_p_yes_matches_transformers(qwen3, qwen3_reference, name):
     c = qcase(qwen3_reference, name)
-    pairs = qwen3.prepare_pairs(c["query"], c["documents"], True, instruction=c["instruction"])
+    pairs = qwen3.pairs.make(c["query"], c["documents"], True, instruction=c["instruction"])
     scores = np.concatenate([qwen3.decode([p]) for p in pairs])
     assert qwen3.score_kind == "probability" and np.all((scores >= 0) & (scores <= 1))
     np.testing.assert_allclose(scores, c["scores"], atol=QWEN3_TOLERANCE, rtol=0)
@@ -73,8 +69,8 @@ def test_p_yes_matches_transformers(qwen3, qwen3_reference, name):
 def test_the_instruction_changes_the_scores(qwen3, qwen3_reference):
     default, custom = qcase(qwen3_reference, "default"), qcase(qwen3_reference, "instruction")
     assert default["documents"] == custom["documents"] and default["scores"] != custom["scores"]
-    a = qwen3.prepare_pairs(default["query"], default["documents"], True)
-    b = qwen3.prepare_pairs(custom["query"], custom["documents"], True, instruction=custom["instruction"])
+    a = qwen3.pairs.make(default["query"], default["documents"], True)
+    b = qwen3.pairs.make(custom["query"], custom["documents"], True, instruction=custom["instruction"])
     assert not np.array_equal(a[0], b[0])
 
 
@@ -91,12 +87,12 @@ def written_forms(instruction: str, query: str, documents: list[str], head: str,
 
 def test_a_pre_formatted_qwen3_request_is_the_plain_request_with_its_instruction(qwen3, qwen3_reference):
     c = qcase(qwen3_reference, "instruction")
-    plain = qwen3.prepare_pairs(c["query"], c["documents"], True, instruction=c["instruction"])
+    plain = qwen3.pairs.make(c["query"], c["documents"], True, instruction=c["instruction"])
     assert [len(p) for p in plain] == c["pair_tokens"]
     template = read_gguf_info(QWEN3).rerank_template
     head, tail = template.split("<Instruct>: ")[0], template.split("{document}")[1]
     for query, documents in written_forms(c["instruction"], c["query"], c["documents"], head, tail):
-        written = qwen3.prepare_pairs(query, documents, True)
+        written = qwen3.pairs.make(query, documents, True)
         assert [p.tolist() for p in written] == [p.tolist() for p in plain], query
         np.testing.assert_array_equal(qwen3.decode(written), qwen3.decode(plain))
 
@@ -105,7 +101,7 @@ def test_shared_prefix_scores_equal_the_unshared_path(qwen3_reference):
     engine = RerankEngine(read_gguf_info(QWEN3), EngineSettings(flash_attn=False))
     try:
         c = qcase(qwen3_reference, "many")
-        pairs = engine.prepare_pairs(c["query"], c["documents"], True)
+        pairs = engine.pairs.make(c["query"], c["documents"], True)
         prefix = shared_prefix_length(pairs)
         assert prefix > len(pairs[0]) // 2, "the template head and the query are shared"
         alone = np.concatenate([engine.decode([p]) for p in pairs])
@@ -149,7 +145,7 @@ def test_the_hidden_state_head_scores_like_rank_pooling_on_an_untied_classifier(
     c = qcase(qwen3_reference, name)
     hidden = RerankEngine(read_gguf_info(path), EngineSettings())
     try:
-        pairs = hidden.prepare_pairs(c["query"], c["documents"], True)
+        pairs = hidden.pairs.make(c["query"], c["documents"], True)
         from_hidden = np.concatenate([hidden.decode([p]) for p in pairs])
         from_hidden_shared = hidden.decode(pairs[:4], shared_prefix_length(pairs))
     finally:
@@ -169,7 +165,7 @@ def test_rank_pooling_matches_transformers_too(monkeypatch, qwen3_reference, nam
     engine = rank_pooling_engine(monkeypatch)
     try:
         c = qcase(qwen3_reference, name)
-        pooled = np.concatenate([engine.decode([p]) for p in engine.prepare_pairs(c["query"], c["documents"], True)])
+        pooled = np.concatenate([engine.decode([p]) for p in engine.pairs.make(c["query"], c["documents"], True)])
     finally:
         engine.close()
     np.testing.assert_allclose(pooled, c["scores"], atol=QWEN3_TOLERANCE, rtol=0)
@@ -188,7 +184,7 @@ def test_a_pair_longer_than_the_ubatch_is_scored_under_rank_pooling(monkeypatch,
     # pooling's vocabulary-sized compute buffer; a long pair must still get one score.
     engine = rank_pooling_engine(monkeypatch, ctx_size=2 * CAUSAL_UBATCH)
     try:
-        long_pair = engine.prepare_pairs("panda", ["bamboo forest " * CAUSAL_UBATCH], True)
+        long_pair = engine.pairs.make("panda", ["bamboo forest " * CAUSAL_UBATCH], True)
         assert len(long_pair[0]) > CAUSAL_UBATCH
         pooled = engine.decode(long_pair)
     finally:

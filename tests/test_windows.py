@@ -53,16 +53,16 @@ def test_an_aligned_last_window_is_full_length_and_ends_the_document(length, roo
 
 def test_a_document_that_fits_is_one_pair_as_when_truncating(engine, reference):
     c = case(reference, "panda")
-    pairs, owners = engine.prepare_windows(c["query"], c["documents"], WindowPlan())
+    pairs, owners = engine.pairs.windows(c["query"], c["documents"], WindowPlan())
     assert owners == [0, 1, 2]
-    assert [p.tolist() for p in pairs] == [p.tolist() for p in engine.prepare_pairs(c["query"], c["documents"], True)]
+    assert [p.tolist() for p in pairs] == [p.tolist() for p in engine.pairs.make(c["query"], c["documents"], True)]
 
 
 def test_windows_hold_the_query_and_consecutive_pieces_of_the_document(engine, reference):
     c = case(reference, "long")  # the second document is 1,625 characters, the context 128 tokens
     plan = WindowPlan(overlap=16)
-    pairs, owners = engine.prepare_windows(c["query"], c["documents"], plan)
-    truncated = engine.prepare_pairs(c["query"], c["documents"], True)
+    pairs, owners = engine.pairs.windows(c["query"], c["documents"], plan)
+    truncated = engine.pairs.make(c["query"], c["documents"], True)
     head = truncated[1][: truncated[1].tolist().index(2) + 2]  # <s> query </s></s>
     windows = [p for p, owner in zip(pairs, owners, strict=True) if owner == 1]
     assert len(windows) > 2 and owners.count(0) == owners.count(2) == 1
@@ -75,7 +75,7 @@ def test_windows_hold_the_query_and_consecutive_pieces_of_the_document(engine, r
 def test_too_many_windows_is_refused_before_any_scoring(engine, reference):
     c = case(reference, "long")
     with pytest.raises(TooManyWindows, match="document 1 needs .* windows .* more than the limit of 2"):
-        engine.prepare_windows(c["query"], c["documents"], WindowPlan(max_windows=2))
+        engine.pairs.windows(c["query"], c["documents"], WindowPlan(max_windows=2))
 
 
 class GatedEngine:
@@ -120,8 +120,8 @@ def test_windows_are_batched_with_other_requests_pairs(reference):
 
     try:
         long, _ = asyncio.run(long_then_short())
-        pairs, owners = engine.prepare_windows(c["query"], c["documents"], model.windows)
-        short_length = len(engine.prepare_pairs("a panda?", ["bamboo"], True)[0])
+        pairs, owners = engine.pairs.windows(c["query"], c["documents"], model.windows)
+        short_length = len(engine.pairs.make("a panda?", ["bamboo"], True)[0])
         window_scores = [float(engine.decode([pair])[0]) for pair in pairs]
     finally:
         model.close()  # and the engine with it
@@ -185,7 +185,7 @@ def windows_case(reference: dict, library: str, name: str) -> dict:
 
 def check_windows(engine: RerankEngine, c: dict, plan: WindowPlan, max_doc_tokens: int | None = None) -> None:
     """Token ids of every window equal the library's; each document's best window scores as its."""
-    pairs, owners = engine.prepare_windows(c["query"], c["documents"], plan, max_doc_tokens)
+    pairs, owners = engine.pairs.windows(c["query"], c["documents"], plan, max_doc_tokens)
     assert [p.tolist() for p in pairs] == [w["input_ids"] for r in c["results"] for w in r["windows"]]
     assert owners == [r["index"] for r in c["results"] for _ in r["windows"]]
     scores = np.array([float(engine.decode([p])[0]) for p in pairs])
@@ -205,7 +205,7 @@ def test_a_query_bcembedding_refuses_is_scored_here(engine, windows_reference):
     """BCEmbedding asserts a window of more than 100 tokens; the service scores the request."""
     c = windows_case(windows_reference, "bce", "refused")
     assert c["refused"].startswith("AssertionError")
-    pairs, owners = engine.prepare_windows(c["query"], c["documents"], plan_for("bcembedding", 80, 32, 128))
+    pairs, owners = engine.pairs.windows(c["query"], c["documents"], plan_for("bcembedding", 80, 32, 128))
     assert len(pairs) >= 1 and set(owners) == {0}
 
 
@@ -271,7 +271,7 @@ def test_qwen3_windows_share_the_template_and_query_prefix():
     engine.decode = recording_decode
     try:
         outcome = asyncio.run(rerank(model, job))
-        pairs, owners = engine.prepare_windows(job.query, job.documents, model.windows)
+        pairs, owners = engine.pairs.windows(job.query, job.documents, model.windows)
         alone = [float(decode([p])[0]) for p in pairs]
         head = len(engine.layout.for_query(job.query, None).head)  # the template and the query
     finally:

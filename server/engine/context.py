@@ -1,52 +1,34 @@
 """The scoring engine: a llama.cpp context driven through llama-cpp-python's C API.
 
-The engine turns (query, documents) into token pairs laid out as the model was trained,
-decodes them in batches that llama.cpp accepts, and reads one relevance score per pair: from
-rank pooling's classifier head, or for Qwen3-Reranker from each pair's last hidden state and the
-classifier's two rows (classifier.py).
+The engine loads a model the header check let through (servable.py), makes pairs with the model's
+own layout (pairs.py), decodes them in batches that llama.cpp accepts, and reads one relevance
+score per pair: from rank pooling's classifier head, or for Qwen3-Reranker from each pair's last
+hidden state and the classifier's two rows (classifier.py).
 It knows nothing of HTTP; it is used from one thread at a time for decoding
 (a llama context is not thread-safe), while tokenisation may run on any thread.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import llama_cpp
 import numpy as np
 
-from ..faults import InputError, InputTooLongError, TooManyWindows
 from ..scoring import ScoreKind
 from ..settings import EngineSettings
+from .backend import ensure_backend, usable_cores
+from .batch import Batch
 from .classifier import p_yes, yes_minus_no
-from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo
-from .layout import InstructionNotSupported, Layout, SpecialTokenLayout, TemplateLayout, Tokenize
-from .llama_build import check_architectures
-from .windows import WindowPlan, window_spans
+from .gguf_info import GGUFInfo
+from .layout import Layout, SpecialTokenLayout, TemplateLayout, Tokenize
+from .pairs import PairMaker
+from .servable import CAUSAL_ARCHITECTURES, PROBABILITY_ARCHITECTURES, ModelLoadError, check_servable
 
 log = logging.getLogger(__name__)
 
-llama_log = logging.getLogger("llama.cpp")
-# ggml_log_level (ggml.h): 3 WARN, 4 ERROR; DEBUG and INFO are the load-time chatter of every model.
-_GGML_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
-
-
-@llama_cpp.llama_log_callback
-def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    """llama.cpp's warnings and errors go to Python logging; without a callback it prints
-    hundreds of lines to stderr for every model it loads."""
-    if level in _GGML_LEVELS and text.strip():
-        llama_log.log(_GGML_LEVELS[level], text.decode("utf-8", errors="replace").rstrip())
-
-# Architectures whose rank head ends in a softmax (llama-graph.cpp, LLAMA_POOLING_TYPE_RANK).
-PROBABILITY_ARCHITECTURES = frozenset({"qwen3", "qwen3vl"})
-# Causal rerankers keep a KV cache, so the pairs of a request can share their common prefix.
-CAUSAL_ARCHITECTURES = PROBABILITY_ARCHITECTURES
 # llama.cpp splits a causal model's decode into ubatches of this size (its own default); the
 # compute buffer grows with it, by n_vocab floats per token under rank pooling.
 CAUSAL_UBATCH = 512
@@ -54,13 +36,6 @@ CAUSAL_UBATCH = 512
 # for Qwen3): 256 sequences cost 148 MiB, 32 cost 19 MiB (measured), and a decode of a
 # `batch_tokens` budget rarely holds more than a few documents' tails.
 CAUSAL_SEQ_MAX = 32
-
-_backend_lock = threading.Lock()
-_backend_ready = False
-
-
-class ModelLoadError(RuntimeError):
-    """The file cannot be served; the message says why and what to do."""
 
 
 def special_token_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p, tokenize: Tokenize) -> SpecialTokenLayout:
@@ -91,108 +66,6 @@ def special_token_layout(info: GGUFInfo, vocab: llama_cpp.llama_vocab_p, tokeniz
                               doc_end=doc_end, tokenize=tokenize)
 
 
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):  # Linux: honours taskset and container CPU sets
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def ensure_backend() -> None:
-    """Set up llama.cpp's backend and log callback, process-wide, once; refuse a llama.cpp built
-    without the project's patch (llama_build.py)."""
-    global _backend_ready
-    with _backend_lock:
-        if not _backend_ready:
-            llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
-            llama_cpp.llama_backend_init()
-            check_architectures()
-            _backend_ready = True
-
-
-class _Batch:
-    """A llama_batch whose arrays are numpy buffers owned here, so a batch is filled without a
-    per-token Python loop and never freed by llama.cpp."""
-
-    def __init__(self, capacity: int, all_outputs: bool) -> None:
-        self.capacity = capacity
-        self.all_outputs = all_outputs
-        self.token = np.zeros(capacity, dtype=np.int32)
-        self.pos = np.zeros(capacity, dtype=np.int32)
-        self.n_seq_id = np.ones(capacity, dtype=np.int32)
-        self.seq_id = np.zeros(capacity, dtype=np.int32)
-        self.logits = np.zeros(capacity, dtype=np.int8)
-        self.ends = np.zeros(0, dtype=np.int64)
-        addresses = self.seq_id.ctypes.data + 4 * np.arange(capacity, dtype=np.uint64)
-        self._seq_ptrs = addresses.astype(np.uint64)
-        self.struct = llama_cpp.llama_batch()
-        self.struct.token = self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
-        self.struct.embd = ctypes.POINTER(ctypes.c_float)()
-        self.struct.pos = self.pos.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_pos))
-        self.struct.n_seq_id = self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
-        self.struct.seq_id = ctypes.cast(
-            self._seq_ptrs.ctypes.data, ctypes.POINTER(ctypes.POINTER(llama_cpp.llama_seq_id))
-        )
-        self.struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
-
-    def fill(self, sequences: Sequence[np.ndarray], first_pos: int = 0, first_seq: int = 0) -> None:
-        """Sequence i gets id `first_seq + i` and positions from `first_pos` (after a shared prefix).
-        Pooling needs every token as an output; the hidden state is needed of each sequence's last token only."""
-        lengths = np.fromiter((len(p) for p in sequences), dtype=np.int64, count=len(sequences))
-        n = int(lengths.sum())
-        self.ends = np.cumsum(lengths) - 1
-        starts = np.repeat(self.ends + 1 - lengths, lengths)
-        self.token[:n] = np.concatenate(sequences)
-        self.pos[:n] = np.arange(n) - starts + first_pos
-        self.seq_id[:n] = np.repeat(np.arange(first_seq, first_seq + len(sequences), dtype=np.int32), lengths)
-        self.logits[:n] = self.all_outputs
-        self.logits[self.ends] = 1
-        self.struct.n_tokens = n
-
-
-CONVERT_QWEN3 = (
-    "Serve the original checkpoint instead, which this server converts with llama.cpp's own "
-    "converter: `--model Qwen/Qwen3-Reranker-4B` (or -0.6B, -8B, or your fine-tune's repository; "
-    "ahead of time: `make convert MODEL=Qwen/Qwen3-Reranker-4B`)."
-)
-
-
-def check_servable(info: GGUFInfo) -> None:
-    """Refuse, before loading, a GGUF that llama.cpp would score silently wrong."""
-    name = Path(info.path).name
-    if info.architecture in PROBABILITY_ARCHITECTURES and "cls.output.weight" not in info.tensors:
-        raise ModelLoadError(
-            f"{name} is a {info.architecture} model without the tensor cls.output.weight (the yes/no "
-            f"classifier head of Qwen3-Reranker): community conversions lack it and score near zero. "
-            f"{CONVERT_QWEN3}"
-        )
-    if info.architecture in PROBABILITY_ARCHITECTURES and not info.rerank_template:
-        raise ModelLoadError(
-            f"{name} has a classifier head but no tokenizer.chat_template.rerank, so the prompt the "
-            f"model was trained on is unknown. {CONVERT_QWEN3}"
-        )
-    if info.architecture == "new":
-        raise ModelLoadError(
-            f"{name} is a GGUF of gte-multilingual-reranker made by GPUStack's llama-box converter "
-            f"(architecture `new`): its RoPE base is written with a formula that loses the model's "
-            f"own (which one depends on the llama-box version) and llama-box ran its FFN as SwiGLU, "
-            f"so this file cannot be scored faithfully. Serve the original checkpoint, converted "
-            f"here: --model Alibaba-NLP/gte-multilingual-reranker-base (or the catalog name "
-            f"gte-multilingual-reranker-base)."
-        )
-    if not info.has_rank_head:
-        raise ModelLoadError(
-            f"{name} is not a reranker: it has no classification head "
-            f"(none of the tensors {', '.join(RANK_HEAD_TENSORS)}), so llama.cpp's rank pooling "
-            f"would return meaningless scores. Serve a reranker GGUF instead."
-        )
-    if info.architecture == "bert" and info.tokenizer_model == "bert" and "cls.weight" not in info.tensors:
-        raise ModelLoadError(
-            f"{name} is a BERT cross-encoder (WordPiece vocabulary, classifier without its pooler): "
-            f"llama.cpp's converter drops BERT's pooler and llama.cpp cannot pass token type ids, "
-            f"so its scores would be wrong. Use an XLM-R reranker such as bge-reranker-v2-m3."
-        )
-
-
 class RerankEngine:
     """One loaded reranker and its llama.cpp context."""
 
@@ -219,7 +92,8 @@ class RerankEngine:
             TemplateLayout(info.rerank_template, self._tokenize, settings.instruction) if info.rerank_template
             else special_token_layout(info, self._vocab, self._tokenize)
         )
-        self._batch = _Batch(self.max_decode_tokens, all_outputs=self.head is None)
+        self.pairs = PairMaker(self.layout, self.max_pair_tokens, info.unknown_token)
+        self._batch = Batch(self.max_decode_tokens, all_outputs=self.head is None)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._cached_prefix: np.ndarray | None = None
 
@@ -317,87 +191,6 @@ class RerankEngine:
         """Qwen3's head ends in a softmax over yes/no: its score is P(yes), not a logit."""
         return "probability" if self.info.architecture in PROBABILITY_ARCHITECTURES else "logit"
 
-    def prepare_pairs(self, query: str, documents: Sequence[str], truncate: bool,
-                      max_doc_tokens: int | None = None, instruction: str | None = None) -> list[np.ndarray]:
-        """Token pairs that fit the context; the truncation policy lives here alone.
-
-        With `truncate`, a document is cut from its end so the pair fits, which is what
-        Hugging Face tokenizers do with `truncation="only_second"` at the same maximum length
-        (and what Qwen3-Reranker's reference code does to the text around the document).
-        `max_doc_tokens` (Cohere's `max_tokens_per_doc`) cuts every document to that many tokens.
-        """
-        pairs_of, room = self._query_pairs(query, instruction)
-        pairs = []
-        for index, document in enumerate(documents):
-            segment = pairs_of.segment(document)
-            if max_doc_tokens is not None:
-                segment = segment[: pairs_of.floor + max_doc_tokens]
-            if len(segment) > room:
-                if not truncate:
-                    total = len(pairs_of.head) + len(segment) + len(pairs_of.tail)
-                    raise InputTooLongError(
-                        f"document {index} with the query is {total} tokens, more than the model's "
-                        f"context of {self.max_pair_tokens} tokens; send \"truncate\": true to cut it"
-                    )
-                segment = segment[:room]
-            pairs.append(np.asarray([*pairs_of.head, *segment, *pairs_of.tail], dtype=np.int32))
-        return pairs
-
-    def prepare_windows(self, query: str, documents: Sequence[str], plan: WindowPlan,
-                        max_doc_tokens: int | None = None,
-                        instruction: str | None = None) -> tuple[list[np.ndarray], list[int]]:
-        """Every window of every document as a pair, and the document each pair belongs to.
-
-        A document that fits is one pair, exactly as prepare_pairs() makes it; a longer one is cut
-        into windows of the room its pair leaves (at most `plan.pair_tokens` tokens a pair). The
-        template text before the document (Qwen3's `<Document>: `) starts every window.
-        """
-        pair_tokens = min(plan.pair_tokens or self.max_pair_tokens, self.max_pair_tokens)
-        pairs_of, room = self._query_pairs(query, instruction, pair_tokens // 2 if plan.half_query else None)
-        room = min(room, pair_tokens - len(pairs_of.head) - len(pairs_of.tail))
-        if room - pairs_of.floor < 1:
-            raise InputTooLongError(f"the query leaves no room for a document in a window of {pair_tokens} tokens")
-        pairs: list[np.ndarray] = []
-        owners: list[int] = []
-        for index, document in enumerate(documents):
-            segment = pairs_of.segment(document)
-            before, text = segment[: pairs_of.floor], segment[pairs_of.floor:]
-            if max_doc_tokens is not None:
-                text = text[:max_doc_tokens]
-            spans = window_spans(len(text), room - pairs_of.floor, plan.overlap, plan.last)
-            if len(spans) > plan.max_windows:
-                raise TooManyWindows(f"document {index} needs {len(spans)} windows of {room} tokens, more than "
-                                     f"the limit of {plan.max_windows} per document")
-            for start, end in spans:
-                pairs.append(np.asarray([*pairs_of.head, *before, *text[start:end], *pairs_of.tail], dtype=np.int32))
-                owners.append(index)
-        return pairs, owners
-
-    def _query_pairs(self, query: str, instruction: str | None, max_query_tokens: int | None = None):
-        """The request's fixed parts, and how many segment tokens a pair may hold."""
-        try:
-            pairs_of = self.layout.for_query(query, instruction, max_query_tokens)
-        except InstructionNotSupported as exc:
-            raise InputError(str(exc)) from None
-        room = self.max_pair_tokens - len(pairs_of.head) - len(pairs_of.tail)
-        if room - pairs_of.floor < 1:
-            used = self.max_pair_tokens - room + pairs_of.floor
-            raise InputTooLongError(
-                f"the query takes {used} tokens with the model's special tokens and leaves no room for "
-                f"a document in the model's context of {self.max_pair_tokens} tokens"
-            )
-        return pairs_of, room
-
-    def anchor_pairs(self, query: str, instruction: str | None = None) -> list[np.ndarray]:
-        """llama-box's normalisation anchors: the query against itself (cut to fit) and the
-        query against a single unknown token (token 0 where the vocabulary has none, as in BPE)."""
-        pairs_of, room = self._query_pairs(query, instruction)
-        unknown = self.info.unknown_token if self.info.unknown_token is not None else 0
-        return [
-            np.asarray([*pairs_of.head, *segment[:room], *pairs_of.tail], dtype=np.int32)
-            for segment in (pairs_of.segment(pairs_of.query), [*pairs_of.segment(""), unknown])
-        ]
-
     # -- scoring ---------------------------------------------------------------------------
 
     def decode(self, pairs: Sequence[np.ndarray], shared_prefix: int = 0) -> np.ndarray:
@@ -458,16 +251,3 @@ class RerankEngine:
         return out
 
 
-def shared_prefix_length(pairs: Sequence[np.ndarray]) -> int:
-    """Tokens at the start of every pair that are the same in all, leaving each pair at least one
-    token of its own (its last token carries the score)."""
-    if len(pairs) < 2:
-        return 0
-    shortest = min(len(p) for p in pairs)
-    first = pairs[0][:shortest]
-    same = np.ones(shortest, dtype=bool)
-    for p in pairs[1:]:
-        same &= p[:shortest] == first
-    differs = np.flatnonzero(~same)
-    common = int(differs[0]) if len(differs) else shortest
-    return min(common, shortest - 1)

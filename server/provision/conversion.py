@@ -30,7 +30,7 @@ from pathlib import Path
 import llama_cpp
 from filelock import FileLock
 
-from ..engine.context import ensure_backend, usable_cores
+from ..engine.backend import ensure_backend, usable_cores
 from ..engine.llama_build import PATCH
 from ..settings import DEFAULT_CONVERTER_ENV
 from .quantization import canonical

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ServerConfig
-from ..engine.context import check_servable, ensure_backend
+from ..engine.backend import ensure_backend
 from ..engine.gguf_info import read_gguf_info
+from ..engine.servable import check_servable
 from ..registry import ModelSlot
 from .catalog import Catalog
 from .conversion import ConverterEnv

@@ -18,7 +18,7 @@ import msgspec
 from ray import serve
 
 from ..config import ServerConfig
-from ..engine.context import ModelLoadError
+from ..engine.servable import ModelLoadError
 from ..jobs import RerankJob, RerankOutcome
 from ..provision.catalog import load_catalog
 from ..provision.plan import configured_slots

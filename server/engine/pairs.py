@@ -1,0 +1,118 @@
+"""Token pairs laid out as the model was trained, cut to its context: the truncation and window
+policy lives here alone. Pure: it needs only the layout's tokenize function, not llama.cpp."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..faults import InputError, InputTooLongError, TooManyWindows
+from .layout import InstructionNotSupported, Layout
+from .windows import WindowPlan, window_spans
+
+
+class PairMaker:
+    """The pairs of a request, for one model's layout and context."""
+
+    def __init__(self, layout: Layout, max_pair_tokens: int, unknown_token: int | None) -> None:
+        self.layout = layout
+        self.max_pair_tokens = max_pair_tokens
+        self.unknown_token = unknown_token if unknown_token is not None else 0
+        """llama-box's second anchor; token 0 where the vocabulary has no unknown token, as in BPE."""
+
+    def make(self, query: str, documents: Sequence[str], truncate: bool,
+             max_doc_tokens: int | None = None, instruction: str | None = None) -> list[np.ndarray]:
+        """Token pairs that fit the context; the truncation policy lives here alone.
+
+        With `truncate`, a document is cut from its end so the pair fits, which is what
+        Hugging Face tokenizers do with `truncation="only_second"` at the same maximum length
+        (and what Qwen3-Reranker's reference code does to the text around the document).
+        `max_doc_tokens` (Cohere's `max_tokens_per_doc`) cuts every document to that many tokens.
+        """
+        pairs_of, room = self._query_pairs(query, instruction)
+        pairs = []
+        for index, document in enumerate(documents):
+            segment = pairs_of.segment(document)
+            if max_doc_tokens is not None:
+                segment = segment[: pairs_of.floor + max_doc_tokens]
+            if len(segment) > room:
+                if not truncate:
+                    total = len(pairs_of.head) + len(segment) + len(pairs_of.tail)
+                    raise InputTooLongError(
+                        f"document {index} with the query is {total} tokens, more than the model's "
+                        f"context of {self.max_pair_tokens} tokens; send \"truncate\": true to cut it"
+                    )
+                segment = segment[:room]
+            pairs.append(np.asarray([*pairs_of.head, *segment, *pairs_of.tail], dtype=np.int32))
+        return pairs
+
+    def windows(self, query: str, documents: Sequence[str], plan: WindowPlan,
+                max_doc_tokens: int | None = None,
+                instruction: str | None = None) -> tuple[list[np.ndarray], list[int]]:
+        """Every window of every document as a pair, and the document each pair belongs to.
+
+        A document that fits is one pair, exactly as make() makes it; a longer one is cut
+        into windows of the room its pair leaves (at most `plan.pair_tokens` tokens a pair). The
+        template text before the document (Qwen3's `<Document>: `) starts every window.
+        """
+        pair_tokens = min(plan.pair_tokens or self.max_pair_tokens, self.max_pair_tokens)
+        pairs_of, room = self._query_pairs(query, instruction, pair_tokens // 2 if plan.half_query else None)
+        room = min(room, pair_tokens - len(pairs_of.head) - len(pairs_of.tail))
+        if room - pairs_of.floor < 1:
+            raise InputTooLongError(f"the query leaves no room for a document in a window of {pair_tokens} tokens")
+        pairs: list[np.ndarray] = []
+        owners: list[int] = []
+        for index, document in enumerate(documents):
+            segment = pairs_of.segment(document)
+            before, text = segment[: pairs_of.floor], segment[pairs_of.floor:]
+            if max_doc_tokens is not None:
+                text = text[:max_doc_tokens]
+            spans = window_spans(len(text), room - pairs_of.floor, plan.overlap, plan.last)
+            if len(spans) > plan.max_windows:
+                raise TooManyWindows(f"document {index} needs {len(spans)} windows of {room} tokens, more than "
+                                     f"the limit of {plan.max_windows} per document")
+            for start, end in spans:
+                pairs.append(np.asarray([*pairs_of.head, *before, *text[start:end], *pairs_of.tail], dtype=np.int32))
+                owners.append(index)
+        return pairs, owners
+
+    def _query_pairs(self, query: str, instruction: str | None, max_query_tokens: int | None = None):
+        """The request's fixed parts, and how many segment tokens a pair may hold."""
+        try:
+            pairs_of = self.layout.for_query(query, instruction, max_query_tokens)
+        except InstructionNotSupported as exc:
+            raise InputError(str(exc)) from None
+        room = self.max_pair_tokens - len(pairs_of.head) - len(pairs_of.tail)
+        if room - pairs_of.floor < 1:
+            used = self.max_pair_tokens - room + pairs_of.floor
+            raise InputTooLongError(
+                f"the query takes {used} tokens with the model's special tokens and leaves no room for "
+                f"a document in the model's context of {self.max_pair_tokens} tokens"
+            )
+        return pairs_of, room
+
+    def anchors(self, query: str, instruction: str | None = None) -> list[np.ndarray]:
+        """llama-box's normalisation anchors: the query against itself (cut to fit) and the
+        query against a single unknown token (token 0 where the vocabulary has none, as in BPE)."""
+        pairs_of, room = self._query_pairs(query, instruction)
+        unknown = self.unknown_token
+        return [
+            np.asarray([*pairs_of.head, *segment[:room], *pairs_of.tail], dtype=np.int32)
+            for segment in (pairs_of.segment(pairs_of.query), [*pairs_of.segment(""), unknown])
+        ]
+
+
+def shared_prefix_length(pairs: Sequence[np.ndarray]) -> int:
+    """Tokens at the start of every pair that are the same in all, leaving each pair at least one
+    token of its own (its last token carries the score)."""
+    if len(pairs) < 2:
+        return 0
+    shortest = min(len(p) for p in pairs)
+    first = pairs[0][:shortest]
+    same = np.ones(shortest, dtype=bool)
+    for p in pairs[1:]:
+        same &= p[:shortest] == first
+    differs = np.flatnonzero(~same)
+    common = int(differs[0]) if len(differs) else shortest
+    return min(common, shortest - 1)

@@ -1,0 +1,81 @@
+"""Pairs, truncation, windows and anchors without llama.cpp: PairMaker needs only a tokenize function.
+
+The tokenizer here maps each character to its code point, so every expected pair can be written out.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from server.engine.layout import SpecialTokenLayout
+from server.engine.pairs import PairMaker, shared_prefix_length
+from server.engine.windows import WindowPlan
+from server.faults import InputError, InputTooLongError, TooManyWindows
+
+BOS, SEP, EOS = 1, 2, 3
+
+
+def chars(text: str, parse_special: bool = False) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def xlmr_like(context: int) -> PairMaker:
+    """`<s> q </s></s> d </s>`, as XLM-R rerankers are laid out."""
+    layout = SpecialTokenLayout(bos=BOS, query_end=(EOS, SEP), doc_end=(EOS,), tokenize=chars)
+    return PairMaker(layout, context, unknown_token=None)
+
+
+def test_a_pair_is_head_document_tail():
+    (pair,) = xlmr_like(16).make("q", ["doc"], truncate=True)
+    assert pair.tolist() == [BOS, ord("q"), EOS, SEP, *chars("doc"), EOS]
+
+
+def test_truncation_cuts_the_document_end_so_the_pair_fills_the_context():
+    (pair,) = xlmr_like(10).make("q", ["abcdefghij"], truncate=True)
+    assert len(pair) == 10
+    assert pair.tolist() == [BOS, ord("q"), EOS, SEP, *chars("abcde"), EOS]
+
+
+def test_without_truncation_a_long_pair_is_refused_with_its_length():
+    with pytest.raises(InputTooLongError, match="document 1 with the query is 15 tokens, more than the model's "
+                                                "context of 10 tokens"):
+        xlmr_like(10).make("q", ["a", "abcdefghij"], truncate=False)
+
+
+def test_max_doc_tokens_cuts_every_document():
+    pairs = xlmr_like(32).make("q", ["abcdef", "xy"], truncate=True, max_doc_tokens=3)
+    assert [p[4:-1].tolist() for p in pairs] == [chars("abc"), chars("xy")]
+
+
+def test_a_query_that_fills_the_context_leaves_no_room():
+    with pytest.raises(InputTooLongError, match="leaves no room for a document in the model's context of 6 tokens"):
+        xlmr_like(6).make("qq", ["d"], truncate=True)
+
+
+def test_an_instruction_on_a_layout_without_one_is_an_input_error():
+    with pytest.raises(InputError, match="takes no instruction"):
+        xlmr_like(16).make("q", ["d"], truncate=True, instruction="be brief")
+
+
+def test_windows_cover_a_long_document_and_name_their_document():
+    pairs, owners = xlmr_like(10).windows("q", ["ab", "abcdefghijkl"], WindowPlan(overlap=1))
+    # Room for 5 document tokens a window; overlap min(1, 5 // 4) = 1.
+    assert owners == [0, 1, 1, 1]
+    assert [p[4:-1].tolist() for p in pairs] == [chars("ab"), chars("abcde"), chars("efghi"), chars("ijkl")]
+
+
+def test_too_many_windows_are_refused_before_any_work():
+    with pytest.raises(TooManyWindows, match="document 0 needs 3 windows of 5 tokens, more than the limit of 2 per document"):
+        xlmr_like(10).windows("q", ["abcdefghijkl"], WindowPlan(overlap=0, max_windows=2))
+
+
+def test_anchors_are_the_query_against_itself_and_an_unknown_token():
+    itself, unknown = xlmr_like(16).anchors("qr")
+    assert itself.tolist() == [BOS, *chars("qr"), EOS, SEP, *chars("qr"), EOS]
+    assert unknown.tolist() == [BOS, *chars("qr"), EOS, SEP, 0, EOS]
+
+
+def test_the_shared_prefix_leaves_every_pair_a_token_of_its_own():
+    pairs = xlmr_like(16).make("q", ["ab", "ac", "a"], truncate=True)
+    assert shared_prefix_length(pairs) == 5  # BOS q EOS SEP a; the third pair's last token is its own
+    assert shared_prefix_length(pairs[:1]) == 0

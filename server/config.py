@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import types
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 
@@ -28,40 +30,99 @@ log = logging.getLogger(__name__)
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A ServerConfig field's command-line flag and environment variable, declared on the field.
+
+    The variable is `RERANK_` and the first flag's name unless given; a list field takes repeated
+    flags or a comma-separated variable. `{default}` in the help is the field's default.
+    """
+
+    names: tuple[str, ...]
+    help: str
+    env: str | None = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """argparse's keyword arguments where the field's type does not decide them."""
+
+    def variable(self) -> str | None:
+        if self.env == "":
+            return "RERANK_" + self.names[0].lstrip("-").upper().replace("-", "_")
+        return self.env
+
+
+def flag(*names: str, help: str, env: str | None = "", **options: Any) -> Flag:
+    return Flag(names, help, env, options)
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
-    models: list[str] = []
+    models: Annotated[list[str], flag(
+        "--model", "-m", help="a catalog name (models.yaml), NAME:QUANT, a Hugging Face repository "
+        "OWNER/REPO[:QUANT] (GGUF, or a checkpoint to convert), OWNER/REPO/FILE.gguf, or a local .gguf "
+        "file; repeat to serve several")] = []
     """What `--model` accepts (server/provision/model_spec.py); empty: the catalog's default model."""
-    aliases: list[str] = []
+    aliases: Annotated[list[str], flag(
+        "--alias", "-a", help="served model name, one per --model in order (default: catalog name or file stem)")] = []
     """Served names, in the order of `models`; a model without one is served under its own name."""
-    host: str = "127.0.0.1"
-    port: Port = 8080
-    ctx_size: Positive | None = None
-    threads: Positive | None = None
-    gpu_layers: int = 0
-    batch_tokens: Positive = 256
-    flash_attn: bool = True
-    use_mmap: bool = True
-    api_keys: list[str] = []
-    cors_origins: list[str] = []
+    host: Annotated[str, flag("--host", help="address to listen on (default {default})")] = "127.0.0.1"
+    port: Annotated[Port, flag("--port", help="port to listen on (default {default})")] = 8080
+    ctx_size: Annotated[Positive | None, flag(
+        "--ctx-size", "-c", help="longest query+document pair in tokens (default: the catalog's context length, "
+        "else the model's trained context; never past an encoder's position table)")] = None
+    threads: Annotated[Positive | None, flag(
+        "--threads", "-t", help="CPU threads (default: the cores this process may use)")] = None
+    gpu_layers: Annotated[int, flag("--gpu-layers", "--n-gpu-layers", "-ngl", help="layers to offload to the GPU")] = 0
+    batch_tokens: Annotated[Positive, flag(
+        "--batch-tokens", "--ubatch-size", "-ub", help="token budget of one decode (default {default})")] = 256
+    flash_attn: Annotated[bool, flag(
+        "--flash-attn", "-fa", help="flash attention (default on: nearly twice as fast on CPU)",
+        nargs="?", const="on", choices=["on", "off", "auto"], type=str)] = True
+    use_mmap: Annotated[bool, flag(
+        "--no-mmap", help="read the model into memory instead of mapping it", env="RERANK_MMAP",
+        action="store_const", const=False)] = True
+    api_keys: Annotated[list[str], flag(
+        "--api-key", help="accept requests carrying `Authorization: Bearer KEY`; repeatable")] = []
+    cors_origins: Annotated[list[str], flag(
+        "--cors-origin", help="allow browser calls from this origin; repeatable (default: CORS off)")] = []
     """Origins allowed to call from a browser; none (CORS off) unless configured."""
-    max_body_bytes: Positive = DEFAULTS.max_body_bytes
-    max_documents: Positive = DEFAULTS.max_documents
-    max_text_chars: Positive = DEFAULTS.max_text_chars
-    max_queue_pairs: Positive = DEFAULTS.max_queue_pairs
-    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = DEFAULTS.request_timeout
-    shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = 30.0
-    catalog: str = str(DEFAULT_CATALOG)
-    converter_env: str = str(DEFAULT_CONVERTER_ENV)
-    fetch_only: bool = False
+    max_body_bytes: Annotated[Positive, flag(
+        "--max-body-bytes", help="largest request body (default {default})")] = DEFAULTS.max_body_bytes
+    max_documents: Annotated[Positive, flag(
+        "--max-documents", help="most documents per request (default {default})")] = DEFAULTS.max_documents
+    max_text_chars: Annotated[Positive, flag(
+        "--max-text-chars", help="longest query or document in characters (default {default})",
+    )] = DEFAULTS.max_text_chars
+    max_queue_pairs: Annotated[Positive, flag(
+        "--max-queue-pairs", help="pairs waiting per model before 503 + Retry-After (default {default})",
+    )] = DEFAULTS.max_queue_pairs
+    request_timeout: Annotated[Seconds, flag(
+        "--request-timeout", help="seconds before a request is answered 504 (default {default:g})",
+    )] = DEFAULTS.request_timeout
+    shutdown_grace: Annotated[Annotated[float, msgspec.Meta(ge=0)], flag(
+        "--shutdown-grace", help="seconds to finish in-flight requests after SIGTERM (default {default:g})")] = 30.0
+    catalog: Annotated[str, flag("--catalog", help="path of the model catalog (default: models.yaml)")] = str(
+        DEFAULT_CATALOG)
+    converter_env: Annotated[str, flag(
+        "--converter-env", help="where the checkpoint converter's environment is set up on first use "
+        "(default {default})")] = str(DEFAULT_CONVERTER_ENV)
+    fetch_only: Annotated[bool, flag(
+        "--fetch-only", help="download or convert the models, check them, print their files and exit", env=None,
+        action="store_true", default=None)] = False
     """Download (or convert) and check the models, print their files, and exit."""
-    long_documents: LongDocuments | None = None
+    long_documents: Annotated[LongDocuments | None, flag(
+        "--long-documents", help="score a document longer than the context by its best window, or cut it "
+        "(default: the catalog entry's, else truncate)")] = None
     """None: each catalog entry's default, else truncate."""
-    window_tokens: Positive | None = None
-    window_overlap: Annotated[int, msgspec.Meta(ge=0)] = 80
-    max_windows_per_document: Positive = 32
-    log_level: str = "info"
+    window_tokens: Annotated[Positive | None, flag(
+        "--window-tokens", help="the longest pair of query and window in tokens (default: the context)")] = None
+    window_overlap: Annotated[Annotated[int, msgspec.Meta(ge=0)], flag(
+        "--window-overlap", help="tokens shared by consecutive windows (default {default})")] = 80
+    max_windows_per_document: Annotated[Positive, flag(
+        "--max-windows-per-document", help="more windows for one document is a 413 (default {default})")] = 32
+    log_level: Annotated[str, flag(
+        "--log-level", help="(default {default})", choices=["debug", "info", "warning", "error"])] = "info"
 
     def long_documents_for(self, entry: CatalogEntry | None) -> LongDocuments:
         return self.long_documents or (entry.long_documents if entry else "truncate")
@@ -104,96 +165,90 @@ IGNORED_FLAGS = {
 _IGNORED_REASONS = {f"ignored_{names[0][2:]}": (names[0], reason) for names, reason in IGNORED_FLAGS.items()}
 
 
+def field_flags() -> dict[str, tuple[Flag, Any, object]]:
+    """Each ServerConfig field's flag, its type without the flag, and its default."""
+    found = {}
+    for info in msgspec.structs.fields(ServerConfig):
+        hints = get_type_hints(ServerConfig, include_extras=True)[info.name]
+        flags = [m for m in get_args(hints)[1:] if isinstance(m, Flag)]
+        default = info.default if info.default is not msgspec.NODEFAULT else info.default_factory()
+        found[info.name] = (flags[0], get_args(hints)[0], default)
+    return found
+
+
+def _scalar(kind: Any) -> Any:
+    """The type inside Annotated and Optional: int, float, str, bool, list[...] or a Literal."""
+    while True:
+        origin = get_origin(kind)
+        if origin is Annotated:
+            kind = get_args(kind)[0]
+        elif origin in (Union, types.UnionType):
+            kind = next(a for a in get_args(kind) if a is not type(None))
+        else:
+            return kind
+
+
+def _argument(dest: str, spec: Flag, kind: Any, default: object) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """argparse's arguments for a field: repeated for a list, its type's converter, a Literal's choices."""
+    options: dict[str, Any] = {"dest": dest, "help": spec.help.format(default=default)}
+    scalar = _scalar(kind)
+    if get_origin(scalar) is list:
+        options["action"] = "append"
+    elif get_origin(scalar) is Literal:
+        options["choices"] = list(get_args(scalar))
+    elif scalar in (int, float):
+        options["type"] = scalar
+    options.update(spec.options)
+    return spec.names, options
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m server",
         description="Serve GGUF rerankers over llama-box's /v1/rerank API and the dialects of Jina, TEI and Cohere.",
     )
-    p.add_argument("--model", "-m", dest="models", action="append",
-                   help="a catalog name (models.yaml), NAME:QUANT, a Hugging Face repository OWNER/REPO[:QUANT] "
-                        "(GGUF, or a checkpoint to convert), OWNER/REPO/FILE.gguf, or a local .gguf file; "
-                        "repeat to serve several")
-    p.add_argument("--alias", "-a", dest="aliases", action="append",
-                   help="served model name, one per --model in order (default: catalog name or file stem)")
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    p.add_argument("--ctx-size", "-c", type=int, help="longest query+document pair in tokens "
-                   "(default: the catalog's context length, else the model's trained context)")
-    p.add_argument("--threads", "-t", type=int, help="CPU threads (default: llama.cpp's choice)")
-    p.add_argument("--gpu-layers", "--n-gpu-layers", "-ngl", type=int, help="layers to offload to the GPU")
-    p.add_argument("--batch-tokens", "--ubatch-size", "-ub", type=int, help="token budget of one decode (default 256)")
-    p.add_argument("--flash-attn", "-fa", nargs="?", const="on", choices=["on", "off", "auto"],
-                   help="flash attention (default on: nearly twice as fast on CPU)")
+    for dest, (spec, kind, default) in field_flags().items():
+        names, options = _argument(dest, spec, kind, default)
+        p.add_argument(*names, **options)
     p.add_argument("--no-flash-attn", dest="flash_attn", action="store_const", const="off")
-    p.add_argument("--no-mmap", dest="use_mmap", action="store_const", const=False,
-                   help="read the model into memory instead of mapping it")
-    p.add_argument("--api-key", dest="api_keys", action="append",
-                   help="accept requests carrying `Authorization: Bearer KEY`; repeatable")
     p.add_argument("--api-key-file", help="file with one API key per line")
-    p.add_argument("--cors-origin", dest="cors_origins", action="append",
-                   help="allow browser calls from this origin; repeatable (default: CORS off)")
-    p.add_argument("--max-body-bytes", type=int, help=f"largest request body (default {DEFAULTS.max_body_bytes})")
-    p.add_argument("--max-documents", type=int, help=f"most documents per request (default {DEFAULTS.max_documents})")
-    p.add_argument("--max-text-chars", type=int,
-                   help=f"longest query or document in characters (default {DEFAULTS.max_text_chars})")
-    p.add_argument("--max-queue-pairs", type=int,
-                   help=f"pairs waiting per model before 503 + Retry-After (default {DEFAULTS.max_queue_pairs})")
-    p.add_argument("--request-timeout", type=float,
-                   help=f"seconds before a request is answered 504 (default {DEFAULTS.request_timeout:g})")
-    p.add_argument("--shutdown-grace", type=float,
-                   help="seconds to finish in-flight requests after SIGTERM (default 30)")
-    p.add_argument("--long-documents", choices=["truncate", "windows"],
-                   help="score a document longer than the context by its best window, or cut it "
-                        "(default: the catalog entry's, else truncate)")
-    p.add_argument("--window-tokens", type=int,
-                   help="the longest pair of query and window in tokens (default: the context)")
-    p.add_argument("--window-overlap", type=int, help="tokens shared by consecutive windows (default 80)")
-    p.add_argument("--max-windows-per-document", type=int,
-                   help="more windows for one document is a 413 (default 32)")
-    p.add_argument("--catalog", help="path of the model catalog (default: models.yaml)")
-    p.add_argument("--converter-env", help="where the checkpoint converter's environment is set up on first "
-                   f"use (default {DEFAULT_CONVERTER_ENV})")
-    p.add_argument("--fetch-only", action="store_true", default=None,
-                   help="download or convert the models, check them, print their files and exit")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     # Accepted for llama-box compatibility; they describe what this server always does.
     p.add_argument("--rerank", "--reranking", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-warmup", action="store_true", help=argparse.SUPPRESS)
-    for dest, (flag, _) in _IGNORED_REASONS.items():
-        names = next(n for n in IGNORED_FLAGS if n[0] == flag)
+    for dest, (flag_name, _) in _IGNORED_REASONS.items():
+        names = next(n for n in IGNORED_FLAGS if n[0] == flag_name)
         p.add_argument(*names, dest=dest, nargs="?", const=True, help=argparse.SUPPRESS)
     return p
 
 
-# Flags that an environment variable may set, and how to read the variable.
-ENVIRONMENT = {
-    "models": ("RERANK_MODEL", "list"), "aliases": ("RERANK_ALIAS", "list"),
-    "host": ("RERANK_HOST", "str"), "port": ("RERANK_PORT", "int"),
-    "ctx_size": ("RERANK_CTX_SIZE", "int"), "threads": ("RERANK_THREADS", "int"),
-    "gpu_layers": ("RERANK_GPU_LAYERS", "int"), "batch_tokens": ("RERANK_BATCH_TOKENS", "int"),
-    "flash_attn": ("RERANK_FLASH_ATTN", "str"), "use_mmap": ("RERANK_MMAP", "bool"),
-    "api_keys": ("RERANK_API_KEY", "list"), "api_key_file": ("RERANK_API_KEY_FILE", "str"),
-    "cors_origins": ("RERANK_CORS_ORIGIN", "list"), "max_body_bytes": ("RERANK_MAX_BODY_BYTES", "int"),
-    "max_documents": ("RERANK_MAX_DOCUMENTS", "int"), "max_text_chars": ("RERANK_MAX_TEXT_CHARS", "int"),
-    "max_queue_pairs": ("RERANK_MAX_QUEUE_PAIRS", "int"), "request_timeout": ("RERANK_REQUEST_TIMEOUT", "float"),
-    "shutdown_grace": ("RERANK_SHUTDOWN_GRACE", "float"),
-    "long_documents": ("RERANK_LONG_DOCUMENTS", "str"), "window_tokens": ("RERANK_WINDOW_TOKENS", "int"),
-    "window_overlap": ("RERANK_WINDOW_OVERLAP", "int"),
-    "max_windows_per_document": ("RERANK_MAX_WINDOWS_PER_DOCUMENT", "int"),
-    "catalog": ("RERANK_CATALOG", "str"), "converter_env": ("RERANK_CONVERTER_ENV", "str"),
-    "log_level": ("RERANK_LOG_LEVEL", "str"),
-}
+def environment() -> dict[str, tuple[str, str]]:
+    """dest -> (variable, how to read it), for every flag an environment variable may set."""
+    table = {}
+    for dest, (spec, kind, _) in field_flags().items():
+        variable = spec.variable()
+        if variable is None:
+            continue
+        scalar = _scalar(kind)
+        if "choices" in spec.options or get_origin(scalar) is Literal:
+            how = "str"
+        elif get_origin(scalar) is list:
+            how = "list"
+        else:
+            how = {int: "int", float: "float", bool: "bool"}.get(scalar, "str")
+        table[dest] = (variable, how)
+    table["api_key_file"] = ("RERANK_API_KEY_FILE", "str")
+    return table
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
     args = vars(_parser().parse_args(argv))
     environ = os.environ if environ is None else environ
-    for dest, (variable, kind) in ENVIRONMENT.items():
+    for dest, (variable, kind) in environment().items():
         if args.get(dest) is None and variable in environ:
             args[dest] = _from_environment(variable, environ[variable], kind)
-    for dest, (flag, reason) in _IGNORED_REASONS.items():
+    for dest, (flag_name, reason) in _IGNORED_REASONS.items():
         if args[dest] is not None:
-            log.warning("%s has no effect here: %s", flag, reason)
+            log.warning("%s has no effect here: %s", flag_name, reason)
     values = {k: v for k, v in args.items() if v is not None and k in ServerConfig.__struct_fields__}
     if "flash_attn" in values:
         values["flash_attn"] = values["flash_attn"] != "off"  # "auto" resolves to on, as llama.cpp does on CPU
@@ -201,8 +256,8 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
     try:
         return msgspec.convert(values, ServerConfig)
     except msgspec.ValidationError as exc:
-        flag = str(exc).rpartition("`$.")[2].rstrip("`").split("[")[0].replace("_", "-")
-        raise ConfigError(f"--{flag}: {exc}") from None
+        flag_name = str(exc).rpartition("`$.")[2].rstrip("`").split("[")[0].replace("_", "-")
+        raise ConfigError(f"--{flag_name}: {exc}") from None
 
 
 def _from_environment(variable: str, raw: str, kind: str) -> object:

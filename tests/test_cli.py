@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from server.config import ConfigError, ServerConfig, parse_args
+from server.config import ConfigError, ServerConfig, field_flags, parse_args
 
-from .conftest import XLMR, XLMR_EMBED, RunningServer, case
+from .conftest import ROOT, XLMR, XLMR_EMBED, RunningServer, case
 
 
 def test_flags_and_defaults():
@@ -98,3 +98,12 @@ def test_a_file_that_is_not_gguf_fails_at_start_up(tmp_path):
     fake.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 10)
     code, out = run_to_exit("--model", str(fake))
     assert code == 1 and "model.gguf is not a readable GGUF file" in out and "Traceback" not in out
+
+
+def test_the_readme_lists_every_flag_with_its_environment_variable():
+    readme = (ROOT / "README.md").read_text()
+    rows = [line.split("|")[1:3] for line in readme.splitlines() if line.startswith("| `--")]
+    for spec, _, _ in field_flags().values():
+        row = next((cells for cells in rows if f"`{spec.names[0]}`" in cells[0]), None)
+        assert row is not None, f"README's flag table has no row for {spec.names[0]}"
+        assert spec.variable() is None or f"`{spec.variable()}" in row[1], (spec.names[0], row)

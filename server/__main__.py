@@ -17,9 +17,9 @@ from .engine.gguf_info import NotAGGUFError
 from .engine.llama_build import UnpatchedEngineError
 from .engine.servable import ModelLoadError
 from .provision.catalog import CatalogError, load_catalog
-from .provision.plan import configured_slots
+from .provision.plan import model_plans
 from .provision.sources import ModelSourceError
-from .registry import ModelRegistry
+from .registry import ModelRegistry, ModelSlot
 from .service import LoadState
 
 log = logging.getLogger("server")
@@ -50,14 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_args(argv)
         logging.basicConfig(level=config.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        slots = configured_slots(config, load_catalog(config.catalog))
-        registry = ModelRegistry(slots, max_queued_pairs=config.max_queue_pairs)
+        plans = model_plans(config, load_catalog(config.catalog))
+        registry = ModelRegistry([ModelSlot(plan) for plan in plans], max_queued_pairs=config.max_queue_pairs)
     except STARTUP_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     if config.fetch_only:
-        for slot in slots:
-            print(f"{slot.name}\t{slot.source.path}")
+        for plan in plans:
+            print(f"{plan.name}\t{plan.source.path}")
         return 0
     # On SIGTERM uvicorn stops accepting, lets in-flight requests finish for the grace period,
     # then runs the lifespan's shutdown, which fails whatever still waits with a 503.

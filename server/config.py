@@ -19,10 +19,10 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 
 import msgspec
 
-from .engine.windows import LongDocuments, WindowPlan, plan_for
+from .engine.windows import LongDocuments
 from .limits import Limits
-from .provision.catalog import DEFAULT_CATALOG, CatalogEntry
-from .settings import DEFAULT_CONVERTER_ENV, EngineSettings
+from .provision.catalog import DEFAULT_CATALOG
+from .settings import DEFAULT_CONVERTER_ENV
 
 DEFAULTS = Limits()
 
@@ -124,30 +124,10 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     log_level: Annotated[str, flag(
         "--log-level", help="(default {default})", choices=["debug", "info", "warning", "error"])] = "info"
 
-    def long_documents_for(self, entry: CatalogEntry | None) -> LongDocuments:
-        return self.long_documents or (entry.long_documents if entry else "truncate")
-
-    def window_plan(self, entry: CatalogEntry | None) -> WindowPlan:
-        return plan_for(entry.window_style if entry else "bcembedding", self.window_overlap,
-                        self.max_windows_per_document, self.window_tokens)
-
     def limits(self) -> Limits:
         return Limits(max_body_bytes=self.max_body_bytes, max_documents=self.max_documents,
                       max_text_chars=self.max_text_chars, max_queue_pairs=self.max_queue_pairs,
                       request_timeout=self.request_timeout)
-
-    def engine_settings(self, catalog_context: int | None, instruction: str | None = None) -> EngineSettings:
-        """A catalog entry's context length is the default (--ctx-size overrides it), and its
-        instruction the default one for its requests."""
-        return EngineSettings(
-            instruction=instruction,
-            ctx_size=self.ctx_size or catalog_context,
-            threads=self.threads,
-            gpu_layers=self.gpu_layers,
-            flash_attn=self.flash_attn,
-            batch_tokens=self.batch_tokens,
-            use_mmap=self.use_mmap,
-        )
 
 
 class ConfigError(ValueError):

@@ -10,30 +10,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .engine.context import RerankEngine
-from .engine.gguf_info import GGUFInfo
-from .engine.windows import LongDocuments, WindowPlan
 from .jobs import RerankJob, RerankOutcome
-from .provision.sources import ModelSource
+from .provision.plan import ModelPlan
 from .rerank import ServedModel, rerank
 from .scheduler import BatchObserver
 from .service import LoadState, ModelInfo, known_name, served_name, unavailable
-from .settings import EngineSettings
 
 log = logging.getLogger(__name__)
 
 
 class ModelSlot:
-    """One configured model: where it comes from, and its engine once loaded."""
+    """One planned model: its plan, its state, and its engine once loaded."""
 
-    def __init__(self, source: ModelSource, info: GGUFInfo, settings: EngineSettings,
-                 alias: str | None = None, long_documents: LongDocuments = "truncate",
-                 windows: WindowPlan = WindowPlan()) -> None:
-        self.source = source
-        self.info = info
-        self.settings = settings
-        self.long_documents = long_documents
-        self.windows = windows
-        self.name = alias or source.name
+    def __init__(self, plan: ModelPlan) -> None:
+        self.plan = plan
+        self.name = plan.name
         self.state = LoadState.LOADING
         self.error: str | None = None
         self.model: ServedModel | None = None
@@ -43,9 +34,9 @@ class ModelSlot:
     def load(self, on_batch: BatchObserver | None = None, max_queued_pairs: int | None = None) -> None:
         started = time.perf_counter()
         try:
-            engine = RerankEngine(self.info, self.settings)
-            self.model = ServedModel(self.name, engine, on_batch, max_queued_pairs, self.long_documents,
-                                     self.windows)
+            engine = RerankEngine(self.plan.info, self.plan.settings)
+            self.model = ServedModel(self.name, engine, on_batch, max_queued_pairs, self.plan.long_documents,
+                                     self.plan.windows)
         except Exception as exc:
             self.state, self.error = LoadState.FAILED, str(exc)
             log.error("cannot serve %s: %s", self.name, exc)
@@ -53,7 +44,7 @@ class ModelSlot:
         self.load_seconds = time.perf_counter() - started
         self.loaded_at = int(time.time())
         self.state = LoadState.READY
-        log.info("loaded %s from %s in %.1fs", self.name, self.source.path, self.load_seconds)
+        log.info("loaded %s from %s in %.1fs", self.name, self.plan.source.path, self.load_seconds)
 
     def unload(self) -> None:
         """Free the engine (a model evicted from a Ray replica); the slot can load again."""
@@ -64,19 +55,19 @@ class ModelSlot:
 
     def describe(self) -> ModelInfo:
         """The context and score kind are the loaded engine's (the file decides them)."""
-        source = self.source
+        source, info, settings = self.plan.source, self.plan.info, self.plan.settings
         engine = self.model.engine if self.model else None
         return ModelInfo(
             name=self.name, loaded_at=self.loaded_at,
             family=source.entry.family if source.entry else None,
-            architecture=self.info.architecture,
+            architecture=info.architecture,
             repository=source.repository,
             file=source.file or Path(source.path).name,
-            quantization=source.quantization or self.info.weight_type,
+            quantization=source.quantization or info.weight_type,
             converted=source.converted,
-            context_length=engine.max_pair_tokens if engine else (self.settings.ctx_size or 0),
-            batch_tokens=self.settings.batch_tokens,
-            long_documents=self.long_documents,
+            context_length=engine.max_pair_tokens if engine else (settings.ctx_size or 0),
+            batch_tokens=settings.batch_tokens,
+            long_documents=self.plan.long_documents,
             scores=engine.score_kind if engine else "logit",
         )
 

@@ -166,13 +166,15 @@ def test_health_is_503_while_the_model_loads():
 
     from server.app import create_app
     from server.engine.gguf_info import read_gguf_info
+    from server.provision.plan import ModelPlan
     from server.provision.sources import ModelSource
     from server.registry import ModelRegistry, ModelSlot
     from server.settings import EngineSettings
 
     from .conftest import XLMR
 
-    slot = ModelSlot(ModelSource(name="x", path=str(XLMR)), read_gguf_info(XLMR), EngineSettings())
+    slot = ModelSlot(ModelPlan(name="x", source=ModelSource(name="x", path=str(XLMR)), info=read_gguf_info(XLMR),
+                               settings=EngineSettings()))
     registry = ModelRegistry([slot])
     client = TestClient(create_app(registry))  # without `with`, the lifespan (the load) does not run
     r = client.get("/health")

@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from server.config import ConfigError, ServerConfig, field_flags, parse_args
+from server.provision.catalog import DEFAULT_CATALOG, load_catalog
+from server.provision.plan import engine_settings
 
 from .conftest import ROOT, XLMR, XLMR_EMBED, RunningServer, case
 
@@ -16,9 +18,10 @@ def test_flags_and_defaults():
                          "--ctx-size", "256", "--threads", "2", "--gpu-layers", "99"], environ={})
     assert (config.models, config.host, config.port, config.aliases) == (["m.gguf"], "0.0.0.0", 9000, ["r"])
     assert (config.ctx_size, config.threads, config.gpu_layers) == (256, 2, 99)
-    settings = config.engine_settings(catalog_context=8192)
+    entry = load_catalog(DEFAULT_CATALOG).models["bge-reranker-v2-m3"]
+    settings = engine_settings(config, entry)
     assert settings.ctx_size == 256 and settings.threads == 2 and settings.gpu_layers == 99
-    assert parse_args([], environ={}).engine_settings(catalog_context=8192).ctx_size == 8192
+    assert engine_settings(parse_args([], environ={}), entry).ctx_size == entry.context_length == 8192
 
 
 def test_the_gpustack_llama_box_command_line_is_accepted(caplog):

@@ -170,11 +170,13 @@ def test_an_engine_fault_is_a_500_with_the_request_id_and_the_server_keeps_servi
     from server.app import create_app
     from server.engine import context as engine_module
     from server.engine.gguf_info import read_gguf_info
+    from server.provision.plan import ModelPlan
     from server.provision.sources import ModelSource
     from server.registry import ModelRegistry, ModelSlot
     from server.settings import EngineSettings
 
-    slot = ModelSlot(ModelSource(name="x", path=str(XLMR)), read_gguf_info(XLMR), EngineSettings())
+    slot = ModelSlot(ModelPlan(name="x", source=ModelSource(name="x", path=str(XLMR)), info=read_gguf_info(XLMR),
+                               settings=EngineSettings()))
     slot.load()
     decodes = []
 

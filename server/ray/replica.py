@@ -21,7 +21,7 @@ from ..config import ServerConfig
 from ..engine.servable import ModelLoadError
 from ..jobs import RerankJob, RerankOutcome
 from ..provision.catalog import load_catalog
-from ..provision.plan import configured_slots
+from ..provision.plan import model_plans
 from ..registry import ModelRegistry, ModelSlot
 from ..rerank import ServedModel, rerank
 from ..service import LoadState, ModelInfo, unavailable
@@ -68,7 +68,7 @@ class ModelReplica:
 
     def __init__(self, config: ServerConfig, models_per_replica: int | None = None) -> None:
         logging.basicConfig(level=config.log_level.upper())
-        slots = configured_slots(config, load_catalog(config.catalog))
+        slots = [ModelSlot(plan) for plan in model_plans(config, load_catalog(config.catalog))]
         self.registry = ModelRegistry(slots, max_queued_pairs=config.max_queue_pairs)
         self.drain_seconds = config.request_timeout
         self.served_requests = 0

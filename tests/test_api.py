@@ -17,7 +17,7 @@ def test_panda_request_has_the_llama_box_shape(client, reference):
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/json"
     body = r.json()
-    assert list(body) == ["model", "object", "results", "usage"]
+    assert list(body) == ["model", "object", "results", "usage", "id"]
     assert body["model"] == "bge-reranker-v2-m3" and body["object"] == "list"
     assert list(body["usage"]) == ["prompt_tokens", "total_tokens"]
     assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] == sum(c["pair_tokens"])

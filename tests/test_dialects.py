@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import cohere
@@ -20,7 +21,7 @@ def sigmoid(x: list[float]) -> np.ndarray:
 def test_jina_dialect_on_every_rerank_path(client, reference, path):
     c = case(reference, "panda")
     body = client.post(path, json={"query": c["query"], "documents": c["documents"]}).json()
-    assert list(body) == ["model", "object", "results", "usage"]
+    assert list(body) == ["model", "object", "results", "usage", "id"]
     got = {r["index"]: r["relevance_score"] for r in body["results"]}
     np.testing.assert_allclose([got[i] for i in range(3)], c["scores"], atol=TOLERANCE)
 
@@ -189,3 +190,54 @@ def test_several_models_are_routed_by_name(reference):
         assert "first, second" in unknown.json()["error"]["message"]
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/rerank", "/v1/reranking", "/reranking"])
+def test_tei_texts_are_answered_in_teis_form_on_every_rerank_path(client, reference, path):
+    """llama-server answers TEI's body on all four paths; so does this server."""
+    c = case(reference, "panda")
+    ranks = client.post(path, json={"query": c["query"], "texts": c["documents"], "raw_scores": True}).json()
+    assert isinstance(ranks, list) and all(list(r) == ["index", "score"] for r in ranks)
+    np.testing.assert_allclose([r["score"] for r in ranks], np.array(c["scores"])[[r["index"] for r in ranks]],
+                               atol=TOLERANCE)
+
+
+def test_a_jina_answer_carries_an_id_as_vllm_and_jina_send(client, reference):
+    c = case(reference, "panda")
+    ids = [client.post("/v1/rerank", json={"query": c["query"], "documents": c["documents"]}).json()["id"]
+           for _ in range(2)]
+    assert all(re.fullmatch(r"rerank-[0-9a-f]{32}", i) for i in ids) and ids[0] != ids[1]
+
+
+def test_models_is_an_alias_of_v1_models(client):
+    assert client.get("/models").json() == client.get("/v1/models").json()
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/rerank"])
+def test_max_tokens_per_doc_cuts_every_document(client, path):
+    long = "panda bear china " * 20
+    usage = [client.post(path, json={"query": "panda", "documents": [long, long], "max_tokens_per_doc": k}).json()
+             ["usage"]["prompt_tokens"] for k in (1, 2, 5)]
+    assert usage[1] - usage[0] == 2 and usage[2] - usage[1] == 6, "each document gains a token per unit"
+    for bad in (0, -1):
+        r = client.post(path, json={"query": "panda", "documents": [long], "max_tokens_per_doc": bad})
+        assert r.status_code == 400 and "max_tokens_per_doc" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/rerank", {"query": "panda", "documents": ["a bear", "hi"], "raw_scores": False}),  # Infinity, no documents
+    ("/rerank", {"query": "panda", "texts": ["a bear", "hi"]}),
+    ("/rerank", {"query": "panda", "documents": ["a bear", "hi"]}),
+    ("/v1/rerank", {"query": "panda", "texts": ["a bear", "hi"], "return_text": True}),
+    ("/v1/rerank", {"query": "panda", "documents": ["a bear", "hi"], "return_documents": False}),
+    ("/v2/rerank", {"query": "panda", "documents": ["a bear", "hi"]}),
+])
+def test_every_answer_matches_the_servers_own_schema_for_its_path(client, path, body):
+    """A shared path's 200 schema is an anyOf: an Infinity answer without documents is also a valid
+    Jina answer, which a oneOf would refuse."""
+    import jsonschema
+
+    doc = client.get("/openapi.json").json()
+    pointer = path.replace("/", "~1")
+    schema = {**doc, "$ref": f"#/paths/{pointer}/post/responses/200/content/application~1json/schema"}
+    jsonschema.validate(client.post(path, json=body).json(), schema, cls=jsonschema.Draft202012Validator)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
 import msgspec
@@ -25,6 +26,8 @@ class RerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     """Task instruction for models whose template has one (Qwen3-Reranker); replaces the default."""
     long_documents: Literal["truncate", "windows"] | None = None
     """A document longer than the context: cut at its end, or scored by its best window; default: the model's."""
+    max_tokens_per_doc: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    """vLLM's and Cohere's: every document cut to this many tokens before it is paired."""
 
 
 class ResultDocument(msgspec.Struct):
@@ -40,16 +43,19 @@ class RerankResult(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class RerankResponse(msgspec.Struct):
+    """llama-box's keys in its order, then `id` (vLLM's RerankResponse requires one, Jina sends one)."""
+
     model: str
     object: str
     results: list[RerankResult]
     usage: Usage
+    id: str
 
 
 def to_job(req: RerankRequest) -> RerankJob:
     return RerankJob(query=req.query, documents=document_texts(req.documents), top_n=req.top_n,
                      normalize=req.normalize, truncate=req.truncate, instruction=req.instruction,
-                     long_documents=req.long_documents)
+                     long_documents=req.long_documents, max_doc_tokens=req.max_tokens_per_doc)
 
 
 def to_response(req: RerankRequest, served_name: str, outcome: RerankOutcome) -> RerankResponse:
@@ -58,7 +64,7 @@ def to_response(req: RerankRequest, served_name: str, outcome: RerankOutcome) ->
                             relevance_score=r.score)
                for r in outcome.ranked]
     return RerankResponse(model=req.model or served_name, object="list", results=results,
-                          usage=usage(outcome.prompt_tokens))
+                          usage=usage(outcome.prompt_tokens), id=f"rerank-{uuid.uuid4().hex}")
 
 
 JINA = Dialect("jina", RerankRequest, RerankResponse, to_job, to_response)

@@ -38,7 +38,9 @@ def openapi_document(operations: Sequence[DocumentedOperation], public: Collecti
 
     def content(alternatives: tuple[Any, ...]) -> dict[str, Any]:
         options = [schema_of[t] for t in alternatives]
-        return {"application/json": {"schema": options[0] if len(options) == 1 else {"oneOf": options}}}
+        # anyOf, not oneOf: an answer may match several dialects' shapes (Infinity's without documents
+        # is a valid Jina answer too).
+        return {"application/json": {"schema": options[0] if len(options) == 1 else {"anyOf": options}}}
 
     error = {"content": content((ErrorBody,))}
     paths: dict[str, dict[str, Any]] = {}

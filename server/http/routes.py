@@ -115,8 +115,7 @@ async def _client_gone(request: Request) -> None:
 
 def rerank_endpoint(default: Dialect, *others: Dialect) -> Endpoint:
     """A path's handler: the body in `default`'s dialect, or in one of `others`, told apart by the
-    field only it sends (the bare `/rerank` is shared: TEI sends `texts`, Infinity's clients send
-    `raw_scores`)."""
+    field only it sends (TEI sends `texts`, Infinity's clients send `raw_scores`)."""
 
     async def endpoint(request: Request) -> Response:
         data = decode_json(await request.body())
@@ -201,14 +200,20 @@ def rerank_operation(path: str, summary: str, *dialects: Dialect) -> Operation:
                      tuple(d.request for d in dialects), tuple(d.response for d in dialects))
 
 
+# The four paths llama-server answers take Jina's body with `documents` and TEI's with `texts`, as
+# there; the bare `/rerank`, Infinity's path, also takes its body with `raw_scores` (elsewhere a
+# Jina client's stray `raw_scores` stays harmless).
 OPERATIONS = [
-    rerank_operation("/v1/rerank", "Rerank documents (Jina / llama-box)", JINA),
-    rerank_operation("/v1/reranking", "Rerank documents (alias of /v1/rerank)", JINA),
-    rerank_operation("/reranking", "Rerank documents (alias of /v1/rerank)", JINA),
+    rerank_operation("/v1/rerank", "Rerank documents (Jina / llama-box body with `documents`, or TEI body with "
+                     "`texts`)", JINA, TEI),
+    rerank_operation("/v1/reranking", "Rerank documents (alias of /v1/rerank)", JINA, TEI),
+    rerank_operation("/reranking", "Rerank documents (alias of /v1/rerank)", JINA, TEI),
     rerank_operation("/rerank", "Rerank documents (Jina body with `documents`, TEI body with `texts`, or "
                      "Infinity body with `raw_scores`)", JINA, TEI, INFINITY),
     rerank_operation("/v2/rerank", "Rerank documents (Cohere v2)", COHERE),
     Operation("get", "/v1/models", "List the served models", list_models, (), (ModelList,)),
+    Operation("get", "/models", "List the served models (Infinity's and llama-server's path)", list_models, (),
+              (ModelList,)),
     Operation("get", "/v1/models/{model:path}", "Describe one model (OpenAI, with Xinference's model_type)",
               describe_model, (), (ModelDescription,)),
     Operation("get", "/info", "The first model, as TEI describes itself", tei_info, (), (TEIInfo,)),

@@ -11,6 +11,7 @@ It knows nothing of HTTP; it is used from one thread at a time for decoding
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +30,12 @@ from .servable import CAUSAL_ARCHITECTURES, PROBABILITY_ARCHITECTURES, ModelLoad
 
 log = logging.getLogger(__name__)
 
+# Vocabularies whose reference tokenizer normalises text to NFC before splitting (tokenizer.json's
+# `normalizer`), where llama.cpp's pre-tokenizer does not: Qwen2 and Qwen3's byte-level BPE. Written
+# with combining accents (macOS file names, some PDF extractors), "été" is 1 token there and 4 here
+# without it. SentencePiece vocabularies (XLM-R, gte) are normalised by llama.cpp itself, with the
+# file's precompiled character map, and match without help (tests/test_tokens.py).
+NFC_PRE_TOKENIZERS = frozenset({"qwen2"})
 # llama.cpp splits a causal model's decode into ubatches of this size (its own default); the
 # compute buffer grows with it, by n_vocab floats per token under rank pooling.
 CAUSAL_UBATCH = 512
@@ -77,6 +84,7 @@ class RerankEngine:
         self._model = self._load_model(info.path, settings)
         try:
             self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+            self._nfc = info.pre_tokenizer in NFC_PRE_TOKENIZERS
             self.max_pair_tokens = self._context_size(settings)
             self.batch_tokens = settings.batch_tokens
             self.causal = info.architecture in CAUSAL_ARCHITECTURES
@@ -176,6 +184,8 @@ class RerankEngine:
         return self._tokenize(text, False)
 
     def _tokenize(self, text: str, parse_special: bool) -> list[int]:
+        if self._nfc and not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
         data = text.encode("utf-8", errors="replace")
         capacity = len(data) + 8
         buffer = (llama_cpp.llama_token * capacity)()

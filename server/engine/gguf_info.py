@@ -32,6 +32,8 @@ class GGUFInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The ggml type most weight matrices are stored in (F16, Q8_0, ...)."""
     context_length: int | None
     tokenizer_model: str | None
+    pre_tokenizer: str | None
+    """llama.cpp's name for the vocabulary's pre-tokenizer (`qwen2`, `jina-v1-en`, `default`...)."""
     add_bos: bool | None
     add_eos: bool | None
     add_sep: bool | None
@@ -69,6 +71,7 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
         weight_type=_most_common(matrix_types),
         context_length=_int_or_none(metadata.get(f"{arch}.context_length")),
         tokenizer_model=_str_or_none(metadata.get("tokenizer.ggml.model")),
+        pre_tokenizer=_str_or_none(metadata.get("tokenizer.ggml.pre")),
         add_bos=_bool_or_none(metadata.get("tokenizer.ggml.add_bos_token")),
         add_eos=_bool_or_none(metadata.get("tokenizer.ggml.add_eos_token")),
         add_sep=_bool_or_none(metadata.get("tokenizer.ggml.add_sep_token")),

@@ -17,7 +17,7 @@ import pytest
 HTTP = ["http.routes", "http.errors", "http.middleware", "http.body_limit", "http.lingering", "http.openapi",
         "http.docs", "http.schemas", "http.metrics", "app"]
 # The clients' wire formats: Structs and the functions to and from a job, nothing of a server.
-DIALECTS = ["dialects.jina", "dialects.tei", "dialects.infinity", "dialects.cohere"]
+DIALECTS = ["dialects.jina", "dialects.tei", "dialects.infinity", "dialects.cohere", "dialects.vllm"]
 # From a job to ranked documents, in this process.
 SERVING = ["jobs", "faults", "limits", "scoring", "settings", "service", "scheduler", "rerank", "registry"]
 ENGINE = ["engine.context", "engine.backend", "engine.batch", "engine.servable", "engine.pairs", "engine.layout",

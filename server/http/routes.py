@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..dialects import Dialect
+from ..dialects import Dialect, vllm
 from ..dialects.cohere import COHERE
 from ..dialects.infinity import INFINITY
 from ..dialects.jina import JINA
@@ -85,11 +85,18 @@ def service(request: Request) -> RerankService:
 
 
 async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -> tuple[str, RerankOutcome]:
-    """Score a job under the server's limits; a timeout or a client that hangs up drops the
-    request's pairs that are not scored yet."""
+    served_name, (outcome,) = await run_jobs(request, [job], model_name)
+    return served_name, outcome
+
+
+async def run_jobs(request: Request, jobs: Sequence[RerankJob],
+                   model_name: str | None) -> tuple[str, list[RerankOutcome]]:
+    """Score a request's jobs (one, but a score request has one a query) under the server's
+    limits; a timeout or a client that hangs up drops the pairs that are not scored yet."""
     limits: Limits = request.app.state.limits
-    limits.check(job)
-    work = asyncio.ensure_future(service(request).rerank(model_name, job))
+    limits.check(RerankJob(query=max((j.query for j in jobs), key=len),
+                           documents=[d for j in jobs for d in j.documents]))
+    work = asyncio.ensure_future(_score_all(service(request), jobs, model_name))
     hang_up = asyncio.ensure_future(_client_gone(request))
     try:
         done, _ = await asyncio.wait({work, hang_up}, timeout=limits.request_timeout,
@@ -102,9 +109,23 @@ async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -
             raise ApiError(499, "the client closed the connection; its remaining work was dropped")
         raise ApiError(504, f"the request took longer than {limits.request_timeout:g} s; "
                             f"its remaining work was dropped")
-    served_name, outcome = work.result()  # a fault of the layers below is answered by errors.py
-    request.app.state.metrics.observe_rerank(served_name, len(job.documents), outcome.prompt_tokens)
-    return served_name, outcome
+    served_name, outcomes = work.result()  # a fault of the layers below is answered by errors.py
+    request.app.state.metrics.observe_rerank(served_name, sum(len(j.documents) for j in jobs),
+                                             sum(o.prompt_tokens for o in outcomes))
+    return served_name, outcomes
+
+
+async def _score_all(rerank: RerankService, jobs: Sequence[RerankJob],
+                     model_name: str | None) -> tuple[str, list[RerankOutcome]]:
+    """Every job's outcome; the first fault cancels the jobs still running (their pairs are dropped)."""
+    tasks = [asyncio.ensure_future(rerank.rerank(model_name, job)) for job in jobs]
+    try:
+        answers = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return answers[0][0], [outcome for _, outcome in answers]
 
 
 async def _client_gone(request: Request) -> None:
@@ -129,6 +150,14 @@ async def answer(request: Request, dialect: Dialect, data: Any) -> Response:
     req = to_request(data, dialect.request)
     served_name, outcome = await run_rerank(request, dialect.to_job(req), dialect.model(req))
     return MsgspecResponse(dialect.to_response(req, served_name, outcome))
+
+
+async def score(request: Request) -> Response:
+    """vLLM's score API: one score per pair, in input order; a distinct query is one job."""
+    req = to_request(decode_json(await request.body()), vllm.ScoreRequest)
+    jobs, owners = vllm.to_jobs(req.pairs())
+    served_name, outcomes = await run_jobs(request, jobs, req.model)
+    return MsgspecResponse(vllm.to_response(req, served_name, owners, outcomes))
 
 
 def model_card(info: ModelInfo) -> ModelCard:
@@ -211,6 +240,10 @@ OPERATIONS = [
     rerank_operation("/rerank", "Rerank documents (Jina body with `documents`, TEI body with `texts`, or "
                      "Infinity body with `raw_scores`)", JINA, TEI, INFINITY),
     rerank_operation("/v2/rerank", "Rerank documents (Cohere v2)", COHERE),
+    Operation("post", "/v1/score", "Score query-document pairs (vLLM's score API)", score,
+              (vllm.ScoreRequest,), (vllm.ScoreResponse,)),
+    Operation("post", "/score", "Score query-document pairs (alias of /v1/score)", score,
+              (vllm.ScoreRequest,), (vllm.ScoreResponse,)),
     Operation("get", "/v1/models", "List the served models", list_models, (), (ModelList,)),
     Operation("get", "/models", "List the served models (Infinity's and llama-server's path)", list_models, (),
               (ModelList,)),

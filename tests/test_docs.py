@@ -159,7 +159,8 @@ def assert_reranked(path: str, answer: Any, expected: int) -> None:
 def test_docs_page_lists_the_rerank_endpoints(server: RunningServer, browser: WebDriver) -> None:
     open_docs(browser, server.url)
     assert {"/v1/rerank", "/rerank", "/v2/rerank"} <= listed_paths(browser)
-    assert browser.find_elements(By.CSS_SELECTOR, ".auth-wrapper .btn.authorize")  # the bearer scheme
+    # No keys, no bearer scheme: the page shows no Authorize button and no locks.
+    assert not browser.find_elements(By.CSS_SELECTOR, ".auth-wrapper .btn.authorize")
     console = assert_stayed_on(browser, server.url, "/docs/assets/swagger-ui-bundle.js", "/openapi.json")
     assert [m for m in console if m["level"] == "SEVERE"] == []
 
@@ -192,6 +193,15 @@ def test_docs_need_no_key_but_the_api_does(keyed_server: RunningServer) -> None:
             assert client.get(path).status_code == 200, path
         assert "connect-src 'self'" in client.get("/docs").headers["content-security-policy"]
         assert client.post("/v1/rerank", json=BODIES["/v1/rerank"][0]).status_code == 401
+        keyed_doc = client.get("/openapi.json").json()
+    assert keyed_doc["security"] == [{"bearer": []}] and "bearer" in keyed_doc["components"]["securitySchemes"]
+    assert keyed_doc["paths"]["/health"]["get"]["security"] == [], "public paths need no key"
+
+
+def test_a_server_without_keys_declares_no_security(server: RunningServer) -> None:
+    doc = httpx.get(f"{server.url}/openapi.json").json()
+    assert "security" not in doc and "securitySchemes" not in doc["components"]
+    assert all("security" not in op for methods in doc["paths"].values() for op in methods.values())
 
 
 def test_try_it_out_with_the_key_from_authorize(keyed_server: RunningServer, browser: WebDriver) -> None:

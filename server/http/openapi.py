@@ -30,8 +30,10 @@ ERROR_STATUSES = {"400": "Invalid request", "401": "Missing or invalid API key",
 
 
 def openapi_document(operations: Sequence[DocumentedOperation], public: Collection[str] = (),
-                     title: str = "rerank-server", version: str = "0.1.0") -> dict[str, Any]:
-    """`public`: the paths answered without an API key."""
+                     keys: bool = True, title: str = "rerank-server", version: str = "0.1.0") -> dict[str, Any]:
+    """`keys`: whether the server requires API keys; only then is a bearer scheme declared, and
+    `public` names the paths answered without one. Without keys no lock shows on /docs (as TEI
+    and vLLM declare none)."""
     types = list(dict.fromkeys(t for op in operations for t in (*op.requests, *op.responses)))
     schemas, components = msgspec.json.schema_components([*types, ErrorBody], ref_template=REF)
     schema_of = dict(zip([*types, ErrorBody], schemas))
@@ -52,20 +54,20 @@ def openapi_document(operations: Sequence[DocumentedOperation], public: Collecti
             "responses": {"200": {"description": "OK", "content": content(response)},
                           **{code: {"description": text, **error} for code, text in ERROR_STATUSES.items()}},
         }
-        if path in public:
+        if keys and path in public:
             operation["security"] = []
         if "{model}" in path:
             operation["parameters"] = [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
         if request:
             operation["requestBody"] = {"required": True, "content": content(request)}
         paths.setdefault(path, {})[method] = operation
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearer": []}],
+        "components": {"schemas": components},
     }
+    if keys:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document

@@ -209,7 +209,7 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return MsgspecResponse(OPENAPI)
+    return MsgspecResponse(OPENAPI[request.app.state.auth_required])
 
 
 class Operation(NamedTuple):
@@ -267,4 +267,5 @@ ROUTES: list[BaseRoute] = [
 # (/docs, its files and /openapi.json) describes an API that is not secret; calls made from the
 # page still need the key.
 PUBLIC_PATHS = ("/health", "/v1/cluster/auth", *DOCS_PUBLIC_PATHS)
-OPENAPI = openapi_document(OPERATIONS, public=PUBLIC_PATHS)
+# With API keys and without: a bearer scheme is declared only where keys are required.
+OPENAPI = {keys: openapi_document(OPERATIONS, public=PUBLIC_PATHS, keys=keys) for keys in (True, False)}

@@ -241,3 +241,25 @@ def test_every_answer_matches_the_servers_own_schema_for_its_path(client, path, 
     pointer = path.replace("/", "~1")
     schema = {**doc, "$ref": f"#/paths/{pointer}/post/responses/200/content/application~1json/schema"}
     jsonschema.validate(client.post(path, json=body).json(), schema, cls=jsonschema.Draft202012Validator)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "Text/Plain; charset=utf-8"])
+def test_a_body_sent_as_a_form_or_plain_text_is_415(client, content_type):
+    """A page may send these cross-site without a CORS preflight; TEI answers 415 too."""
+    body = b'{"query": "panda", "documents": ["a bear"]}'
+    for path in ("/v1/rerank", "/rerank", "/v2/rerank", "/v1/score"):
+        r = client.post(path, content=body, headers={"content-type": content_type})
+        assert r.status_code == 415, (path, r.text)
+        assert r.json()["error"]["type"] == "unsupported_media_type_error"
+        assert "Content-Type: application/json" in r.json()["error"]["message"]
+    assert client.post("/v1/rerank", content=body).status_code == 200, "a body without a type is read as JSON"
+
+
+def test_the_schema_says_null_means_unset_as_the_server_reads_it(client):
+    doc = client.get("/openapi.json").json()
+    properties = doc["components"]["schemas"]["RerankRequest"]["properties"]
+    assert properties["truncate"] == {"anyOf": [{"type": "boolean"}, {"type": "null"}], "default": True}
+    assert {"type": "null"} not in properties["query"].get("anyOf", []), "a required field takes no null"
+    r = client.post("/v1/rerank", json={"query": "panda", "documents": ["a"], "truncate": None, "normalize": None})
+    assert r.status_code == 200

@@ -24,6 +24,7 @@ ERROR_TYPES = {
     404: "not_found_error",
     405: "method_not_allowed_error",
     413: "request_too_large_error",
+    415: "unsupported_media_type_error",
     499: "client_closed_request",
     500: "server_error",
     503: "unavailable_error",

@@ -26,7 +26,18 @@ class DocumentedOperation(Protocol):
 
 
 ERROR_STATUSES = {"400": "Invalid request", "401": "Missing or invalid API key", "404": "Unknown model",
-                  "413": "Request too large", "503": "Loading or overloaded"}
+                  "413": "Request too large", "415": "Body not sent as JSON", "503": "Loading or overloaded"}
+
+
+def _null_means_unset(schema: dict[str, Any]) -> None:
+    """A request's optional fields also take `null`, which the server reads as unset (clients send
+    `"top_n": null`); the schema says so, as the server behaves."""
+    required = set(schema.get("required", ()))
+    for name, field_schema in schema.get("properties", {}).items():
+        alternatives = field_schema.get("anyOf", [field_schema])
+        if name not in required and {"type": "null"} not in alternatives:
+            default = {"default": field_schema.pop("default")} if "default" in field_schema else {}
+            schema["properties"][name] = {"anyOf": [field_schema, {"type": "null"}], **default}
 
 
 def openapi_document(operations: Sequence[DocumentedOperation], public: Collection[str] = (),
@@ -37,6 +48,8 @@ def openapi_document(operations: Sequence[DocumentedOperation], public: Collecti
     types = list(dict.fromkeys(t for op in operations for t in (*op.requests, *op.responses)))
     schemas, components = msgspec.json.schema_components([*types, ErrorBody], ref_template=REF)
     schema_of = dict(zip([*types, ErrorBody], schemas))
+    for request_type in dict.fromkeys(t for op in operations for t in op.requests):
+        _null_means_unset(components[request_type.__name__])
 
     def content(alternatives: tuple[Any, ...]) -> dict[str, Any]:
         options = [schema_of[t] for t in alternatives]

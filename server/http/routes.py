@@ -64,6 +64,21 @@ def decode_json(body: bytes) -> Any:
         raise ApiError(400, "malformed JSON: nested too deeply") from None
 
 
+# What a browser page may send cross-site without asking first (a CORS "simple request"): scoring
+# such a body would let any page make a keyless server work, so it is refused, as TEI does.
+NOT_JSON = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+
+
+async def json_body(request: Request) -> Any:
+    """The body's JSON; a form or plain-text body is a 415 (curl's -d sends a form without -H)."""
+    body = await request.body()
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type in NOT_JSON:
+        raise ApiError(415, f"the body was sent as {media_type}; send it as JSON with "
+                            f"Content-Type: application/json (curl: -H 'Content-Type: application/json')")
+    return decode_json(body)
+
+
 def to_request(data: Any, schema: type[T]) -> T:
     """The request as its Struct, or a 400 whose message names the field at fault.
 
@@ -139,7 +154,7 @@ def rerank_endpoint(default: Dialect, *others: Dialect) -> Endpoint:
     field only it sends (TEI sends `texts`, Infinity's clients send `raw_scores`)."""
 
     async def endpoint(request: Request) -> Response:
-        data = decode_json(await request.body())
+        data = await json_body(request)
         dialect = next((d for d in others if isinstance(data, dict) and d.marker in data), default)
         return await answer(request, dialect, data)
 
@@ -154,7 +169,7 @@ async def answer(request: Request, dialect: Dialect, data: Any) -> Response:
 
 async def score(request: Request) -> Response:
     """vLLM's score API: one score per pair, in input order; a distinct query is one job."""
-    req = to_request(decode_json(await request.body()), vllm.ScoreRequest)
+    req = to_request(await json_body(request), vllm.ScoreRequest)
     jobs, owners = vllm.to_jobs(req.pairs())
     served_name, outcomes = await run_jobs(request, jobs, req.model)
     return MsgspecResponse(vllm.to_response(req, served_name, owners, outcomes))

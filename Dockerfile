@@ -10,14 +10,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md models.yaml Makefile ./
+COPY pyproject.toml README.md models.yaml Makefile constraints.txt constraints-converter.txt ./
 COPY patches ./patches
 COPY server ./server
 # The same build as on a workstation: llama-cpp-python from its sources with the project's patch.
 RUN make install VENV=/venv && rm -rf .cache
 # --build-arg EXTRAS=ray adds Ray Serve, for a RayService's image.
 ARG EXTRAS=""
-RUN if [ -n "$EXTRAS" ]; then /venv/bin/pip install --no-cache-dir -e ".[$EXTRAS]"; fi
+RUN if [ -n "$EXTRAS" ]; then /venv/bin/pip install --no-cache-dir --constraint constraints.txt -e ".[$EXTRAS]"; fi
 ENV PATH=/venv/bin:$PATH
 
 ENV HF_HOME=/cache RERANK_HOST=0.0.0.0 RERANK_PORT=8080 RERANK_CATALOG=/app/models.yaml \

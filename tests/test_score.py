@@ -29,14 +29,16 @@ def test_one_query_against_many_documents_in_input_order(client, reference, path
                              "total_tokens": rerank["usage"]["prompt_tokens"], "completion_tokens": 0}
 
 
-def test_one_to_one_list_of_one_and_the_newer_names(client, reference):
+def test_one_to_one_list_of_one_and_every_name_vllm_takes(client, reference):
     c = case(reference, "panda")
     single = client.post("/score", json={"text_1": c["query"], "text_2": c["documents"][1]}).json()["data"]
     assert len(single) == 1 and single[0]["score"] == pytest.approx(sigmoid(c["scores"][1]), abs=TOLERANCE)
     listed = client.post("/score", json={"text_1": [c["query"]], "text_2": c["documents"]}).json()["data"]
-    newer = client.post("/score", json={"queries": c["query"], "documents": c["documents"]}).json()["data"]
-    assert [d["score"] for d in listed] == [d["score"] for d in newer] == pytest.approx(sigmoid(c["scores"]),
-                                                                                        abs=TOLERANCE)
+    expected = pytest.approx(sigmoid(c["scores"]), abs=TOLERANCE)
+    assert [d["score"] for d in listed] == expected
+    for first, second in (("queries", "documents"), ("queries", "items"), ("data_1", "data_2")):
+        named = client.post("/score", json={first: c["query"], second: c["documents"]}).json()["data"]
+        assert [d["score"] for d in named] == [d["score"] for d in listed], (first, second)
 
 
 def test_pairwise_lists_score_each_pair_with_its_own_query(client, reference):
@@ -52,8 +54,8 @@ def test_pairwise_lists_score_each_pair_with_its_own_query(client, reference):
     ({"text_1": ["a", "b"], "text_2": ["x", "y", "z"]}, "2 queries and 3 documents"),
     ({"text_1": "a", "text_2": []}, "neither list empty"),
     ({"text_1": "", "text_2": "x"}, "non-empty"),
-    ({"text_1": "a", "queries": "a", "text_2": "x"}, "either `text_1` or `queries`"),
-    ({"text_1": "a"}, "either `text_2` or `documents`"),
+    ({"text_1": "a", "queries": "a", "text_2": "x"}, "send one of `text_1`, `data_1`, `queries`"),
+    ({"text_1": "a"}, "send one of `text_2`, `data_2`, `documents`, `items`"),
     ({"text_1": 3, "text_2": "x"}, "text_1"),
 ])
 def test_bad_pairings_are_400_with_the_reason(client, body, fragment):

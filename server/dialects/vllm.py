@@ -1,8 +1,9 @@
 """vLLM's score API, `POST /score` and `/v1/score`: one score per (query, document) pair, in input
 order, as the model's probability (vLLM applies a cross-encoder's sigmoid; Qwen3's P(yes) as it is).
 
-`text_1` and `text_2` (or `queries` and `documents`, vLLM's newer names) pair up 1:1 (two strings),
-1:N (a string, or a list of one, against a list) or N:N (two lists of the same length, pairwise).
+The two sides, under any of vLLM's names (`text_1`/`text_2`, `data_1`/`data_2`, `queries` with
+`documents` or `items`), pair up 1:1 (two strings), 1:N (a string, or a list of one, against a list)
+or N:N (two lists of the same length, pairwise), as vLLM 0.34 pairs them.
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ class ScoreRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     model: str | None = None
     text_1: Texts | None = None
     text_2: Texts | None = None
+    data_1: Texts | None = None
+    data_2: Texts | None = None
     queries: Texts | None = None
-    """vLLM's newer name of `text_1`."""
     documents: Texts | None = None
-    """vLLM's newer name of `text_2`."""
+    items: Texts | None = None
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every (query, document) pair, in the order vLLM answers them."""
-        first = _one_of(self.text_1, self.queries, "text_1", "queries")
-        second = _one_of(self.text_2, self.documents, "text_2", "documents")
+        first = _one_of({"text_1": self.text_1, "data_1": self.data_1, "queries": self.queries})
+        second = _one_of({"text_2": self.text_2, "data_2": self.data_2, "documents": self.documents,
+                          "items": self.items})
         firsts = [first] if isinstance(first, str) else first
         seconds = [second] if isinstance(second, str) else second
         if not firsts or not seconds or any(not text for text in [*firsts, *seconds]):
@@ -47,10 +50,11 @@ class ScoreRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
         return list(zip(firsts, seconds, strict=True))
 
 
-def _one_of(old: Texts | None, new: Texts | None, old_name: str, new_name: str) -> Texts:
-    if (old is None) == (new is None):
-        raise InputError(f"send either `{old_name}` or `{new_name}`")
-    return old if old is not None else new  # type: ignore[return-value]
+def _one_of(sides: dict[str, Texts | None]) -> Texts:
+    given = [value for value in sides.values() if value is not None]
+    if len(given) != 1:
+        raise InputError(f"send one of {', '.join(f'`{name}`' for name in sides)}")
+    return given[0]
 
 
 class ScoreData(msgspec.Struct, kw_only=True):

@@ -44,6 +44,7 @@ class Flag:
     names: tuple[str, ...]
     help: str
     env: str | None = ""
+    """The variable's name; "" derives it from the first flag, None means the flag has none."""
     options: Mapping[str, Any] = field(default_factory=dict)
     """argparse's keyword arguments where the field's type does not decide them."""
 

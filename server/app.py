@@ -15,7 +15,7 @@ from .http.body_limit import BodyLimit
 from .http.errors import EXCEPTION_HANDLERS
 from .http.lingering import LingeringClose
 from .http.metrics import Metrics
-from .http.middleware import ApiKeys, RequestContext
+from .http.middleware import ApiKeys, RequestContext, ShutdownAnswer
 from .http.routes import PUBLIC_PATHS, ROUTES
 from .limits import Limits
 from .service import RerankService
@@ -45,6 +45,7 @@ def create_app(service: RerankService, api_keys: Sequence[str] = (), limits: Lim
         routes=ROUTES,
         middleware=[
             Middleware(RequestContext, metrics=metrics, routes=[route.path for route in ROUTES]),
+            Middleware(ShutdownAnswer),
             Middleware(LingeringClose),
             *([Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"])]

@@ -163,6 +163,33 @@ def test_sigterm_finishes_in_flight_work_and_exits_0():
     assert code == 0, out
 
 
+def test_requests_still_running_after_the_grace_get_the_503_envelope():
+    """Fuzzer finding 4: uvicorn cancels what outlives --shutdown-grace, which used to be a plain-text
+    500 and a log of "Task exception was never retrieved"."""
+    srv = RunningServer("--model", str(XLMR), "--batch-tokens", "1", "--threads", "1", "--shutdown-grace", "1")
+    srv.wait_ready()
+    documents = [f"{i} " + "the giant panda is a bear " * 20 for i in range(1000)]
+    answers: list[httpx.Response] = []
+
+    def call() -> None:
+        answers.append(httpx.post(f"{srv.url}/v1/rerank", json={"query": "q", "documents": documents}, timeout=60))
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    os.kill(srv.proc.pid, signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=60)
+    code, out = srv.wait_exit()
+    assert [r.status_code for r in answers] == [503] * 4, out
+    for r in answers:
+        assert r.headers["content-type"] == "application/json" and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["type"] == "unavailable_error" and "shut down" in r.json()["error"]["message"]
+    assert "never retrieved" not in out and "Exception in ASGI application" not in out
+    assert code == 0, out
+
+
 def test_an_engine_fault_is_a_500_with_the_request_id_and_the_server_keeps_serving(monkeypatch):
     """The real engine, with llama.cpp's decode failing as an unexpected fault would."""
     from starlette.testclient import TestClient

@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids and access logs, and API keys.
+"""ASGI middleware: request ids and access logs, the answer at shutdown, and API keys.
 
 Pure ASGI (not BaseHTTPMiddleware) so a streaming body and a client that hangs up pass through
 untouched.
@@ -6,6 +6,7 @@ untouched.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -63,6 +64,35 @@ class RequestContext:
                 "status": status, "ms": round(elapsed * 1000, 2),
                 "client": scope["client"][0] if scope.get("client") else None,
             }))
+
+
+class ShutdownAnswer:
+    """A request still running when the shutdown grace ends is cancelled by uvicorn, which would
+    answer a plain-text 500; it gets the 503 envelope instead, on a connection that then closes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            # The cancellation ends this request's work; answering is all that is left of it.
+            response = error_response(503, "the server shut down before this request finished; send it again",
+                                      headers={"Retry-After": "1", "Connection": "close"})
+            await response(scope, receive, send)
 
 
 class ApiKeys:

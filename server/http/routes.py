@@ -117,9 +117,10 @@ async def run_jobs(request: Request, jobs: Sequence[RerankJob],
         done, _ = await asyncio.wait({work, hang_up}, timeout=limits.request_timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
     finally:
+        # Also when this request is cancelled (a shutdown past its grace): nobody awaits `work` then.
         hang_up.cancel()
-    if work not in done:
         work.cancel()
+    if work not in done:
         if hang_up in done:
             raise ApiError(499, "the client closed the connection; its remaining work was dropped")
         raise ApiError(504, f"the request took longer than {limits.request_timeout:g} s; "

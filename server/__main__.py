@@ -16,6 +16,7 @@ from .config import ConfigError, parse_args
 from .engine.gguf_info import NotAGGUFError
 from .engine.llama_build import UnpatchedEngineError
 from .engine.servable import ModelLoadError
+from .http.connection import guarded_protocol
 from .provision.catalog import CatalogError, load_catalog
 from .provision.plan import model_plans
 from .provision.sources import ModelSourceError
@@ -61,9 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # On SIGTERM uvicorn stops accepting, lets in-flight requests finish for the grace period,
     # then runs the lifespan's shutdown, which fails whatever still waits with a 503.
+    limits = config.limits()
     server = GracefulServer(uvicorn.Config(None, host=config.host, port=config.port, log_level=config.log_level,
-                                           access_log=False, timeout_graceful_shutdown=config.shutdown_grace))
-    server.config.app = create_app(registry, api_keys=config.api_keys, limits=config.limits(),
+                                           access_log=False, timeout_graceful_shutdown=config.shutdown_grace,
+                                           http=guarded_protocol(limits.header_timeout, limits.max_header_bytes)))
+    server.config.app = create_app(registry, api_keys=config.api_keys, limits=limits,
                                    cors_origins=config.cors_origins,
                                    on_load_failure=lambda: setattr(server, "should_exit", True))
     server.run()

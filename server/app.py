@@ -51,7 +51,7 @@ def create_app(service: RerankService, api_keys: Sequence[str] = (), limits: Lim
                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"])]
               if cors_origins else []),
             Middleware(ApiKeys, keys=api_keys, public=PUBLIC_PATHS),
-            Middleware(BodyLimit, max_bytes=limits.max_body_bytes),
+            Middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout=limits.body_timeout),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

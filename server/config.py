@@ -101,6 +101,15 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     request_timeout: Annotated[Seconds, flag(
         "--request-timeout", help="seconds before a request is answered 504 (default {default:g})",
     )] = DEFAULTS.request_timeout
+    header_timeout: Annotated[Seconds, flag(
+        "--header-timeout", help="seconds for a request's line and headers to arrive, else 408 (default {default:g})",
+    )] = DEFAULTS.header_timeout
+    body_timeout: Annotated[Seconds, flag(
+        "--body-timeout", help="seconds for a request's whole body to arrive after its headers, else 408 "
+        "(default {default:g})")] = DEFAULTS.body_timeout
+    max_header_bytes: Annotated[Positive, flag(
+        "--max-header-bytes", help="largest request line and headers together, else 431 (default {default})",
+    )] = DEFAULTS.max_header_bytes
     shutdown_grace: Annotated[Annotated[float, msgspec.Meta(ge=0)], flag(
         "--shutdown-grace", help="seconds to finish in-flight requests after SIGTERM (default {default:g})")] = 30.0
     catalog: Annotated[str, flag("--catalog", help="path of the model catalog (default: models.yaml)")] = str(
@@ -128,7 +137,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     def limits(self) -> Limits:
         return Limits(max_body_bytes=self.max_body_bytes, max_documents=self.max_documents,
                       max_text_chars=self.max_text_chars, max_queue_pairs=self.max_queue_pairs,
-                      request_timeout=self.request_timeout)
+                      request_timeout=self.request_timeout, header_timeout=self.header_timeout,
+                      body_timeout=self.body_timeout, max_header_bytes=self.max_header_bytes)
 
 
 class ConfigError(ValueError):

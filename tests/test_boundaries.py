@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-HTTP = ["http.routes", "http.errors", "http.middleware", "http.body_limit", "http.lingering", "http.openapi",
-        "http.docs", "http.schemas", "http.metrics", "app"]
+HTTP = ["http.routes", "http.errors", "http.middleware", "http.body_limit", "http.connection", "http.lingering",
+        "http.openapi", "http.docs", "http.schemas", "http.metrics", "app"]
 # The clients' wire formats: Structs and the functions to and from a job, nothing of a server.
 DIALECTS = ["dialects.jina", "dialects.tei", "dialects.infinity", "dialects.cohere", "dialects.vllm"]
 # From a job to ranked documents, in this process.

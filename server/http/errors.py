@@ -23,8 +23,10 @@ ERROR_TYPES = {
     401: "authentication_error",
     404: "not_found_error",
     405: "method_not_allowed_error",
+    408: "request_timeout_error",
     413: "request_too_large_error",
     415: "unsupported_media_type_error",
+    431: "request_too_large_error",
     499: "client_closed_request",
     500: "server_error",
     503: "unavailable_error",
@@ -68,10 +70,14 @@ def fault_answer(fault: Fault) -> FaultAnswer:
     return next(FAULT_ANSWERS[cls] for cls in type(fault).__mro__ if cls in FAULT_ANSWERS)
 
 
+def error_body(status: int, message: str, type: str | None = None) -> bytes:
+    return msgspec.json.encode(ErrorBody(ErrorDetail(code=status, message=message,
+                                                     type=type or ERROR_TYPES.get(status, "error"))))
+
+
 def error_response(status: int, message: str, type: str | None = None,
                    headers: dict[str, str] | None = None) -> Response:
-    body = ErrorBody(ErrorDetail(code=status, message=message, type=type or ERROR_TYPES.get(status, "error")))
-    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json",
+    return Response(error_body(status, message, type), status_code=status, media_type="application/json",
                     headers=headers)
 
 

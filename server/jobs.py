@@ -8,6 +8,7 @@ from typing import Literal
 
 import msgspec
 
+from .engine.pairs import Side
 from .engine.windows import LongDocuments
 
 
@@ -23,6 +24,9 @@ class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
     """Scores in [0, 1]: the sigmoid of a classifier's logit (Cohere, TEI); Qwen3's P(yes) as it is."""
     truncate: bool = True
     max_doc_tokens: int | None = None
+    max_query_tokens: int | None = None
+    truncation_side: Side = "right"
+    """Which end of a document is cut, by `max_doc_tokens` or to fit the context."""
     instruction: str | None = None
     long_documents: LongDocuments | Literal["chunks"] | None = None
     """How a document longer than its pair's room is scored; None: the model's default. `chunks`:

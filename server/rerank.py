@@ -43,11 +43,13 @@ async def rerank(model: ServedModel, job: RerankJob) -> RerankOutcome:
     # Tokenising 100 documents takes milliseconds of CPU: keep it off the event loop.
     if plan is None:
         pairs = await asyncio.to_thread(engine.pairs.make, job.query, job.documents, job.truncate,
-                                        job.max_doc_tokens, job.instruction)
+                                        job.max_doc_tokens, job.instruction, query_tokens=job.max_query_tokens,
+                                        side=job.truncation_side)
         owners = list(range(len(pairs)))
     else:
         pairs, owners = await asyncio.to_thread(engine.pairs.windows, job.query, job.documents, plan,
-                                                job.max_doc_tokens, job.instruction)
+                                                job.max_doc_tokens, job.instruction,
+                                                query_tokens=job.max_query_tokens, side=job.truncation_side)
     anchors = await asyncio.to_thread(engine.pairs.anchors, job.query, job.instruction) if job.normalize else []
     everything = [*pairs, *anchors]
     scores = await model.scheduler.score(everything, shared_prefix_length(everything) if engine.causal else 0)

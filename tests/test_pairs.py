@@ -47,6 +47,27 @@ def test_max_doc_tokens_cuts_every_document():
     assert [p[4:-1].tolist() for p in pairs] == [chars("abc"), chars("xy")]
 
 
+def test_the_left_side_cuts_a_documents_start_to_fit_the_context_and_to_max_doc_tokens():
+    (pair,) = xlmr_like(10).make("q", ["abcdefghij"], truncate=True, side="left")
+    assert pair.tolist() == [BOS, ord("q"), EOS, SEP, *chars("fghij"), EOS]
+    pairs = xlmr_like(32).make("q", ["abcdef", "xy"], truncate=True, max_doc_tokens=3, side="left")
+    assert [p[4:-1].tolist() for p in pairs] == [chars("def"), chars("xy")]
+    pairs, _ = xlmr_like(32).windows("q", ["abcdef"], WindowPlan(), max_doc_tokens=3, side="left")
+    assert pairs[0][4:-1].tolist() == chars("def")
+
+
+def test_query_tokens_keep_the_querys_first_tokens_without_counting_special_ones():
+    (pair,) = xlmr_like(32).make("query", ["d"], truncate=True, query_tokens=2)
+    assert pair.tolist() == [BOS, *chars("qu"), EOS, SEP, ord("d"), EOS]
+
+
+def test_a_template_layout_refuses_a_query_cut():
+    from server.engine.layout import TemplateLayout
+    maker = PairMaker(TemplateLayout("Q: {query} D: {document}", chars), 64, unknown_token=None)
+    with pytest.raises(InputError, match="cut the query before sending it"):
+        maker.make("query", ["d"], truncate=True, query_tokens=2)
+
+
 def test_a_query_that_fills_the_context_leaves_no_room():
     with pytest.raises(InputTooLongError, match="leaves no room for a document in the model's context of 6 tokens"):
         xlmr_like(6).make("qq", ["d"], truncate=True)

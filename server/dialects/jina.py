@@ -1,4 +1,5 @@
-"""Jina's and llama-box's `POST /v1/rerank` (and its aliases): raw logits unless `normalize`."""
+"""Jina's and llama-box's `POST /v1/rerank` (and its aliases): raw logits unless `normalize` (or vLLM's
+`use_activation`)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ class RerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     """A document longer than the context: cut at its end, or scored by its best window; default: the model's."""
     max_tokens_per_doc: Annotated[int, msgspec.Meta(gt=0)] | None = None
     """vLLM's and Cohere's: every document cut to this many tokens before it is paired."""
+    max_tokens_per_query: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    """vLLM's: the query cut to this many tokens (special tokens not counted) before it is paired."""
+    truncation_side: Literal["right", "left"] | None = None
+    """vLLM's: which end of a document is cut, by `max_tokens_per_doc` or to fit the context (default right)."""
+    use_activation: bool | None = None
+    """vLLM's: true gives a classifier's sigmoid, as vLLM does; unset or false, its raw logit (llama-box's)."""
+
+    def __post_init__(self) -> None:
+        if self.normalize and self.use_activation:
+            raise ValueError("send `normalize` (llama-box's scale) or `use_activation` (sigmoids), not both")
 
 
 class ResultDocument(msgspec.Struct):
@@ -54,8 +65,10 @@ class RerankResponse(msgspec.Struct):
 
 def to_job(req: RerankRequest) -> RerankJob:
     return RerankJob(query=req.query, documents=document_texts(req.documents), top_n=req.top_n,
-                     normalize=req.normalize, truncate=req.truncate, instruction=req.instruction,
-                     long_documents=req.long_documents, max_doc_tokens=req.max_tokens_per_doc)
+                     normalize=req.normalize, probabilities=bool(req.use_activation), truncate=req.truncate,
+                     instruction=req.instruction, long_documents=req.long_documents,
+                     max_doc_tokens=req.max_tokens_per_doc, max_query_tokens=req.max_tokens_per_query,
+                     truncation_side=req.truncation_side or "right")
 
 
 def to_response(req: RerankRequest, served_name: str, outcome: RerankOutcome) -> RerankResponse:

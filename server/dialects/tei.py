@@ -21,6 +21,8 @@ class TEIRerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False
     raw_scores: bool = False
     return_text: bool = False
     truncate: bool = True
+    truncation_direction: Literal["right", "left", "Right", "Left"] | None = None
+    """Which end of a text is cut to fit the context; TEI's wire values are capitalised."""
     long_documents: Literal["truncate", "windows"] | None = None
 
 
@@ -31,8 +33,9 @@ class TEIRank(msgspec.Struct, omit_defaults=True):
 
 
 def to_job(req: TEIRerankRequest) -> RerankJob:
+    side = "left" if req.truncation_direction in ("left", "Left") else "right"
     return RerankJob(query=req.query, documents=req.texts, top_n=req.top_n, probabilities=not req.raw_scores,
-                     truncate=req.truncate, long_documents=req.long_documents)
+                     truncate=req.truncate, long_documents=req.long_documents, truncation_side=side)
 
 
 def to_response(req: TEIRerankRequest, served_name: str, outcome: RerankOutcome) -> list[TEIRank]:

@@ -24,6 +24,10 @@ class InstructionNotSupported(ValueError):
     """The model's layout has no place for a task instruction."""
 
 
+class QueryCutNotSupported(ValueError):
+    """The model's layout cannot cut its query to a number of tokens."""
+
+
 class QueryPairs(Protocol):
     """The pairs of one request's query: the parts that do not depend on the document, computed once."""
 
@@ -40,7 +44,12 @@ class QueryPairs(Protocol):
 class Layout(Protocol):
     supports_instruction: bool
 
-    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None) -> QueryPairs: ...
+    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None,
+                  query_tokens: int | None = None) -> QueryPairs:
+        """`max_query_tokens` bounds the query with its special tokens, as a tokenizer's `max_length`
+        does; `query_tokens` keeps the query's first tokens, not counting special ones (vLLM's
+        `max_tokens_per_query`)."""
+        ...
 
 
 @dataclass
@@ -65,13 +74,14 @@ class SpecialTokenLayout:
     tokenize: Tokenize
     supports_instruction = False
 
-    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None) -> QueryPairs:
+    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None,
+                  query_tokens: int | None = None) -> QueryPairs:
         """`max_query_tokens` cuts the query as a tokenizer's `truncation=True, max_length=N` cuts
         `<s> q </s>`: its BOS and first closing token count."""
         if instruction is not None:
             raise InstructionNotSupported("this model takes no instruction (its pair layout has no place for one)")
         head = [self.bos] if self.bos is not None else []
-        tokens = self.tokenize(query, False)
+        tokens = self.tokenize(query, False)[:query_tokens]
         if max_query_tokens is not None:
             tokens = tokens[: max(1, max_query_tokens - len(head) - 1)]
         return _SpecialTokenPairs([*head, *tokens, *self.query_end], list(self.doc_end), self.tokenize, query)
@@ -144,12 +154,16 @@ class TemplateLayout:
         pieces.append(template[position:])
         return [p for p in pieces if p != ""]
 
-    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None) -> QueryPairs:
-        """`max_query_tokens` does not apply: the query sits inside the template's text. A query
-        written with the template's markers (`...\n<Query>: q`, documents starting
-        `<Document>: `) is scored exactly as the plain query with that instruction."""
+    def for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None,
+                  query_tokens: int | None = None) -> QueryPairs:
+        """`max_query_tokens` does not apply, and `query_tokens` is refused: the query sits inside
+        the template's text. A query written with the template's markers (`...\n<Query>: q`,
+        documents starting `<Document>: `) is scored exactly as the plain query with that instruction."""
         if instruction is not None and not self.supports_instruction:
             raise InstructionNotSupported("this model's rerank template has no instruction line")
+        if query_tokens is not None:
+            raise QueryCutNotSupported("this model's query sits inside its prompt template, which cannot be cut "
+                                       "to a number of query tokens; cut the query before sending it")
         unwrapped = self.unwrap(query)
         if unwrapped is not None:
             query, instruction = unwrapped[0], unwrapped[1] or instruction

@@ -4,12 +4,22 @@ policy lives here alone. Pure: it needs only the layout's tokenize function, not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
 from ..faults import InputError, InputTooLongError, TooManyWindows
-from .layout import InstructionNotSupported, Layout
+from .layout import InstructionNotSupported, Layout, QueryCutNotSupported
 from .windows import WindowPlan, window_spans
+
+Side = Literal["right", "left"]
+"""The end of a document that is cut: its end (`right`, what tokenizers do by default) or its start."""
+
+
+def _keep(tokens: list[int], count: int, side: Side) -> list[int]:
+    if len(tokens) <= count:
+        return tokens
+    return tokens[:count] if side == "right" else tokens[len(tokens) - count:]
 
 
 class PairMaker:
@@ -22,34 +32,38 @@ class PairMaker:
         """llama-box's second anchor; token 0 where the vocabulary has no unknown token, as in BPE."""
 
     def make(self, query: str, documents: Sequence[str], truncate: bool,
-             max_doc_tokens: int | None = None, instruction: str | None = None) -> list[np.ndarray]:
+             max_doc_tokens: int | None = None, instruction: str | None = None, *,
+             query_tokens: int | None = None, side: Side = "right") -> list[np.ndarray]:
         """Token pairs that fit the context; the truncation policy lives here alone.
 
         With `truncate`, a document is cut from its end so the pair fits, which is what
         Hugging Face tokenizers do with `truncation="only_second"` at the same maximum length
         (and what Qwen3-Reranker's reference code does to the text around the document).
-        `max_doc_tokens` (Cohere's `max_tokens_per_doc`) cuts every document to that many tokens.
+        `max_doc_tokens` (Cohere's and vLLM's `max_tokens_per_doc`) cuts every document to that
+        many tokens, `query_tokens` (vLLM's `max_tokens_per_query`) the query; `side="left"` cuts
+        a document's start instead of its end, either way.
         """
-        pairs_of, room = self._query_pairs(query, instruction)
+        pairs_of, room = self._query_pairs(query, instruction, query_tokens=query_tokens)
         pairs = []
         for index, document in enumerate(documents):
             segment = pairs_of.segment(document)
+            before, text = segment[: pairs_of.floor], segment[pairs_of.floor:]
             if max_doc_tokens is not None:
-                segment = segment[: pairs_of.floor + max_doc_tokens]
-            if len(segment) > room:
+                text = _keep(text, max_doc_tokens, side)
+            if len(before) + len(text) > room:
                 if not truncate:
-                    total = len(pairs_of.head) + len(segment) + len(pairs_of.tail)
+                    total = len(pairs_of.head) + len(before) + len(text) + len(pairs_of.tail)
                     raise InputTooLongError(
                         f"document {index} with the query is {total} tokens, more than the model's "
                         f"context of {self.max_pair_tokens} tokens; send \"truncate\": true to cut it"
                     )
-                segment = segment[:room]
-            pairs.append(np.asarray([*pairs_of.head, *segment, *pairs_of.tail], dtype=np.int32))
+                text = _keep(text, room - len(before), side)
+            pairs.append(np.asarray([*pairs_of.head, *before, *text, *pairs_of.tail], dtype=np.int32))
         return pairs
 
     def windows(self, query: str, documents: Sequence[str], plan: WindowPlan,
-                max_doc_tokens: int | None = None,
-                instruction: str | None = None) -> tuple[list[np.ndarray], list[int]]:
+                max_doc_tokens: int | None = None, instruction: str | None = None, *,
+                query_tokens: int | None = None, side: Side = "right") -> tuple[list[np.ndarray], list[int]]:
         """Every window of every document as a pair, and the document each pair belongs to.
 
         A document that fits is one pair, exactly as make() makes it; a longer one is cut
@@ -57,7 +71,8 @@ class PairMaker:
         template text before the document (Qwen3's `<Document>: `) starts every window.
         """
         pair_tokens = min(plan.pair_tokens or self.max_pair_tokens, self.max_pair_tokens)
-        pairs_of, room = self._query_pairs(query, instruction, pair_tokens // 2 if plan.half_query else None)
+        pairs_of, room = self._query_pairs(query, instruction, pair_tokens // 2 if plan.half_query else None,
+                                           query_tokens)
         room = min(room, pair_tokens - len(pairs_of.head) - len(pairs_of.tail))
         if room - pairs_of.floor < 1:
             raise InputTooLongError(f"the query leaves no room for a document in a window of {pair_tokens} tokens")
@@ -67,7 +82,7 @@ class PairMaker:
             segment = pairs_of.segment(document)
             before, text = segment[: pairs_of.floor], segment[pairs_of.floor:]
             if max_doc_tokens is not None:
-                text = text[:max_doc_tokens]
+                text = _keep(text, max_doc_tokens, side)
             spans = window_spans(len(text), room - pairs_of.floor, plan.overlap, plan.last)
             if len(spans) > plan.max_windows:
                 raise TooManyWindows(f"document {index} needs {len(spans)} windows of {room} tokens, more than "
@@ -77,11 +92,12 @@ class PairMaker:
                 owners.append(index)
         return pairs, owners
 
-    def _query_pairs(self, query: str, instruction: str | None, max_query_tokens: int | None = None):
+    def _query_pairs(self, query: str, instruction: str | None, max_query_tokens: int | None = None,
+                     query_tokens: int | None = None):
         """The request's fixed parts, and how many segment tokens a pair may hold."""
         try:
-            pairs_of = self.layout.for_query(query, instruction, max_query_tokens)
-        except InstructionNotSupported as exc:
+            pairs_of = self.layout.for_query(query, instruction, max_query_tokens, query_tokens)
+        except (InstructionNotSupported, QueryCutNotSupported) as exc:
             raise InputError(str(exc)) from None
         room = self.max_pair_tokens - len(pairs_of.head) - len(pairs_of.tail)
         if room - pairs_of.floor < 1:

@@ -47,6 +47,20 @@ class SchedulerClosed(Unavailable):
 class Busy(Unavailable):
     """Retrying shortly should work: a full queue, busy or lost replicas."""
 
+    retry_after: int = 1
+    """Seconds after which a retry may succeed."""
+
 
 class QueueFull(Busy):
     """Accepting these pairs would pass the queue's bound."""
+
+
+class Overloaded(Busy):
+    """The work waiting would make this request, or one already accepted, miss its deadline."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self):  # from a Ray replica to the gateway, with its retry time
+        return type(self), (str(self), self.retry_after)

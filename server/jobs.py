@@ -28,6 +28,8 @@ class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
     truncation_side: Side = "right"
     """Which end of a document is cut, by `max_doc_tokens` or to fit the context."""
     instruction: str | None = None
+    timeout: float | None = None
+    """Seconds the client waits for the answer; admission refuses a job that could not make it."""
     long_documents: LongDocuments | Literal["chunks"] | None = None
     """How a document longer than its pair's room is scored; None: the model's default. `chunks`:
     Cohere's non-overlapping windows of the whole context."""

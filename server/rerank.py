@@ -52,7 +52,8 @@ async def rerank(model: ServedModel, job: RerankJob) -> RerankOutcome:
                                                 query_tokens=job.max_query_tokens, side=job.truncation_side)
     anchors = await asyncio.to_thread(engine.pairs.anchors, job.query, job.instruction) if job.normalize else []
     everything = [*pairs, *anchors]
-    scores = await model.scheduler.score(everything, shared_prefix_length(everything) if engine.causal else 0)
+    scores = await model.scheduler.score(everything, shared_prefix_length(everything) if engine.causal else 0,
+                                         job.timeout)
     prompt_tokens = sum(len(p) for p in pairs) + sum(len(p) for p in anchors)
     ranked = shape_scores(job, engine.score_kind, scores, owners)
     return RerankOutcome(ranked=ranked, prompt_tokens=prompt_tokens)

@@ -35,6 +35,19 @@ def test_each_fault_is_answered_by_the_table(fault, status, kind, retry):
     assert (r.headers.get("retry-after") == "1") is retry
 
 
+def test_an_overloaded_model_says_when_to_retry():
+    """Admission's refusal carries its own retry time, across a pickle too (a Ray replica's fault)."""
+    import pickle
+
+    async def raising(request):
+        raise pickle.loads(pickle.dumps(faults.Overloaded("3 requests hold 9000 tokens", 7)))
+
+    app = Starlette(routes=[Route("/", raising)], exception_handlers=EXCEPTION_HANDLERS)
+    r = TestClient(app).get("/")
+    assert r.status_code == 503 and r.headers["retry-after"] == "7"
+    assert r.json()["error"]["message"] == "3 requests hold 9000 tokens"
+
+
 def test_a_full_queue_says_the_server_is_busy():
     assert fault_answer(faults.QueueFull("12 pairs are waiting")).message.format(
         faults.QueueFull("12 pairs are waiting")) == "the server is busy (12 pairs are waiting); retry shortly"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from server.faults import QueueFull, SchedulerClosed
+from server.faults import Overloaded, QueueFull, SchedulerClosed
 from server.scheduler import Scheduler
 
 
@@ -122,6 +122,86 @@ def test_a_full_queue_refuses_at_once():
         asyncio.run(run())
     finally:
         scheduler.close()
+
+
+class TokenTimedDecoder(SlowDecoder):
+    """A decode takes `per_token` seconds a token, like an engine at a steady rate."""
+
+    def __init__(self, per_token: float, **options) -> None:
+        super().__init__(**options)
+        self.per_token = per_token
+
+    def decode(self, pairs: Sequence[np.ndarray], shared_prefix: int = 0) -> np.ndarray:
+        self.delay = self.per_token * sum(len(p) for p in pairs)
+        return super().decode(pairs, shared_prefix)
+
+
+def test_past_its_capacity_the_engine_admits_what_can_finish_in_time():
+    """Fuzzer finding 9: twelve requests of 0.13 s of work each, with 0.6 s to wait, arrive at once.
+    Shared in turn, all would finish after about 1.5 s, every one late. Admitted by work and
+    deadline, about four are served in time and the others are refused at once, with a retry time."""
+    decoder = TokenTimedDecoder(per_token=5e-4, batch_tokens=64, n_seq_max=8)
+    scheduler = Scheduler(decoder)
+    timeout = 0.6
+
+    async def one(start: int) -> tuple[str, float]:
+        began = time.monotonic()
+        try:
+            await scheduler.score(pairs(start, 16, length=16), timeout=timeout)
+        except Overloaded as exc:
+            assert exc.retry_after >= 1 and "would not finish in its time" in str(exc)
+            return "refused", time.monotonic() - began
+        return "served", time.monotonic() - began
+
+    async def run() -> list[tuple[str, float]]:
+        await scheduler.score(pairs(0, 4, length=16))  # the rate is measured on a first decode
+        return await asyncio.gather(*(one(100 * (i + 1)) for i in range(12)))
+
+    try:
+        outcomes = asyncio.run(run())
+    finally:
+        scheduler.close()
+    served = [t for kind, t in outcomes if kind == "served"]
+    refused = [t for kind, t in outcomes if kind == "refused"]
+    assert 2 <= len(served) <= 6 and len(served) + len(refused) == 12
+    assert max(served) < timeout * 1.5, "what is admitted finishes about in time"
+    assert max(refused) < 0.1, "a refusal comes at once"
+
+
+def admission(*jobs: tuple[int, float | None]) -> list[str]:
+    """Each job (pairs of 16 tokens, timeout) is sent after the one before is queued, while an engine
+    at 2,000 tokens a second works: what was served and what refused."""
+    decoder = TokenTimedDecoder(per_token=5e-4, batch_tokens=64, n_seq_max=8)
+    scheduler = Scheduler(decoder)
+
+    async def run() -> list[str]:
+        await scheduler.score(pairs(0, 4, length=16))
+        sent = []
+        for n, (count, timeout) in enumerate(jobs):
+            sent.append(asyncio.ensure_future(scheduler.score(pairs(1000 * (n + 1), count, length=16),
+                                                              timeout=timeout)))
+            await asyncio.sleep(0.005)
+        done = await asyncio.gather(*sent, return_exceptions=True)
+        return ["refused" if isinstance(d, Overloaded) else "served" for d in done]
+
+    try:
+        return asyncio.run(run())
+    finally:
+        scheduler.close()
+
+
+def test_a_request_that_would_make_an_admitted_one_late_is_refused():
+    """0.5 s of work due in 0.6 s, then 0.26 s more due in 10 s: the second would make the first late."""
+    assert admission((64, 0.6), (32, 10.0)) == ["served", "refused"]
+
+
+def test_without_deadlines_nothing_is_refused():
+    assert admission((64, None), (64, None), (64, None)) == ["served"] * 3
+
+
+def test_a_request_already_late_does_not_block_the_others():
+    """The first cannot make its 0.05 s (an idle engine takes any request); the second is not its cause."""
+    assert admission((64, 0.05), (4, 10.0)) == ["served", "served"]
 
 
 def test_an_engine_fault_fails_only_its_requests():

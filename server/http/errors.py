@@ -89,8 +89,9 @@ async def api_error(request: Request, exc: Exception) -> Response:
 async def fault_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Fault)
     answer = fault_answer(exc)
+    retry_after = exc.retry_after if isinstance(exc, Busy) else 1
     return error_response(answer.status, answer.message.format(exc), answer.type,
-                          {"Retry-After": "1"} if answer.retry_after else None)
+                          {"Retry-After": str(retry_after)} if answer.retry_after else None)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -131,10 +131,14 @@ class ModelRegistry:
         return {name: slot.model.scheduler.queued_pairs for name, slot in self.slots.items() if slot.model}
 
     def models(self) -> list[ModelInfo]:
+        """The served models once they can serve; until then ModelNotReady, as llama-server answers,
+        so a probe of /v1/models (GPUStack's llama.cpp entry uses one) waits for the load."""
+        self.check_ready()
         return [slot.describe() for slot in self.slots.values()]
 
     def model(self, name: str | None) -> ModelInfo:
-        """The model `name` (the first model when None), or ModelNotFound."""
+        """The model `name` (the first model when None), or ModelNotFound; ModelNotReady while loading."""
+        self.check_ready()
         return self.slots[next(iter(self.slots)) if name is None else known_name(self.slots, name)].describe()
 
     def close(self) -> None:

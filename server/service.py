@@ -88,10 +88,12 @@ class RerankService(Protocol):
         ...
 
     def models(self) -> list[ModelInfo]:
+        """The served models; ModelNotReady until they can all serve."""
         ...
 
     def model(self, name: str | None) -> ModelInfo:
-        """The card of the model `name` (of the first model when None), or ModelNotFound."""
+        """The card of the model `name` (of the first model when None), or ModelNotFound; ModelNotReady
+        until the models can all serve."""
         ...
 
     def queue_depths(self) -> dict[str, int]:

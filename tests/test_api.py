@@ -182,6 +182,10 @@ def test_health_is_503_while_the_model_loads():
     assert r.json()["error"] == {"code": 503, "message": "the model is still loading", "type": "unavailable_error"}
     r = client.post("/v1/rerank", json={"query": "q", "documents": ["a"]})
     assert r.status_code == 503
+    for path in ("/v1/models", "/models", "/v1/models/x"):
+        r = client.get(path)
+        assert r.status_code == 503, "a model list is no sign of readiness until the models can serve"
+        assert r.json()["error"]["message"] == "the model is still loading"
 
 
 def test_an_instruction_is_refused_by_a_model_without_one(client):

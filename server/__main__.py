@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            access_log=False, timeout_graceful_shutdown=config.shutdown_grace,
                                            http=guarded_protocol(limits.header_timeout, limits.max_header_bytes)))
     server.config.app = create_app(registry, api_keys=config.api_keys, limits=limits,
-                                   cors_origins=config.cors_origins,
+                                   cors_origins=config.cors_origins, normalize=config.normalize == "on",
                                    on_load_failure=lambda: setattr(server, "should_exit", True))
     server.run()
     if registry.state is LoadState.FAILED:

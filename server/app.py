@@ -22,10 +22,11 @@ from .service import RerankService
 
 
 def create_app(service: RerankService, api_keys: Sequence[str] = (), limits: Limits = Limits(),
-               cors_origins: Sequence[str] = (), on_load_failure: Callable[[], None] | None = None) -> Starlette:
+               cors_origins: Sequence[str] = (), on_load_failure: Callable[[], None] | None = None,
+               normalize: bool = False) -> Starlette:
     """`service` holds the models: in this process (ModelRegistry) or in Ray Serve replicas
     (RayModels). `on_load_failure` lets the process that runs the server stop it when a model
-    cannot load."""
+    cannot load. `normalize`: llama-box's scale for /v1/rerank requests that do not say."""
     metrics = Metrics(queue_depths=service.queue_depths)
 
     async def load() -> None:
@@ -59,5 +60,6 @@ def create_app(service: RerankService, api_keys: Sequence[str] = (), limits: Lim
     app.state.service = service
     app.state.metrics = metrics
     app.state.limits = limits
+    app.state.normalize = normalize
     app.state.auth_required = bool(api_keys)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import msgspec
 
 from .engine.windows import LongDocuments
 from .limits import Limits
+from .llama_box import without_inert_flags
 from .provision.catalog import DEFAULT_CATALOG
 from .settings import DEFAULT_CONVERTER_ENV
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+TensorSplit = Annotated[str, msgspec.Meta(pattern=r"^\d+(\.\d+)?([,/]\d+(\.\d+)?)*$")]
+"""llama.cpp's and llama-box's form: proportions separated by `,` or `/`."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,13 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
     flash_attn: Annotated[bool, flag(
         "--flash-attn", "-fa", help="flash attention (default on: nearly twice as fast on CPU)",
         nargs="?", const="on", choices=["on", "off", "auto"], type=str)] = True
+    tensor_split: Annotated[TensorSplit | None, flag(
+        "--tensor-split", "-ts", help="how to share the model among GPUs, as llama.cpp takes it: proportions "
+        "such as 3,1 or 2048/1024 (GPUStack passes each GPU's memory)")] = None
+    main_gpu: Annotated[Annotated[int, msgspec.Meta(ge=0)], flag(
+        "--main-gpu", "-mg", help="the GPU that holds the model with --split-mode none (default {default})")] = 0
+    split_mode: Annotated[Literal["none", "layer", "row"], flag(
+        "--split-mode", "-sm", help="how to split the model across GPUs (default {default})")] = "layer"
     use_mmap: Annotated[bool, flag(
         "--no-mmap", help="read the model into memory instead of mapping it", env="RERANK_MMAP",
         action="store_const", const=False)] = True
@@ -131,6 +142,11 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True):
         "--window-overlap", help="tokens shared by consecutive windows (default {default})")] = 80
     max_windows_per_document: Annotated[Positive, flag(
         "--max-windows-per-document", help="more windows for one document is a 413 (default {default})")] = 32
+    normalize: Annotated[Literal["on", "off"] | None, flag(
+        "--normalize", help="/v1/rerank's scores when a request leaves `normalize` unset: on, llama-box's "
+        "[0.001, 0.999] scale (its default since v0.0.81), or off, raw logits (default: off, or on with "
+        "llama-box's --rerank flag)")] = None
+    """None: llama-box's default when started with llama-box's command line (`--rerank`), else off."""
     log_level: Annotated[str, flag(
         "--log-level", help="(default {default})", choices=["debug", "info", "warning", "error"])] = "info"
 
@@ -205,7 +221,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key-file", help="file with one API key per line")
     # Accepted for llama-box compatibility; they describe what this server always does.
     p.add_argument("--rerank", "--reranking", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--no-warmup", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-warmup", "--warmup", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mmap", dest="use_mmap", action="store_const", const=True, help=argparse.SUPPRESS)
+    p.add_argument("--verbose", "-v", "--log-verbose", dest="log_level", action="store_const", const="debug",
+                   help=argparse.SUPPRESS)
     for dest, (flag_name, _) in _IGNORED_REASONS.items():
         names = next(n for n in IGNORED_FLAGS if n[0] == flag_name)
         p.add_argument(*names, dest=dest, nargs="?", const=True, help=argparse.SUPPRESS)
@@ -232,11 +251,17 @@ def environment() -> dict[str, tuple[str, str]]:
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    argv, inert = without_inert_flags(sys.argv[1:] if argv is None else argv)
+    if inert:
+        log.warning("llama-box flags with no effect here, skipped: %s", " ".join(inert))
     args = vars(_parser().parse_args(argv))
     environ = os.environ if environ is None else environ
     for dest, (variable, kind) in environment().items():
         if args.get(dest) is None and variable in environ:
             args[dest] = _from_environment(variable, environ[variable], kind)
+    if args["normalize"] is None and args["rerank"]:
+        # llama-box's command line: its default since v0.0.81, which its users' thresholds expect.
+        args["normalize"] = "on"
     for dest, (flag_name, reason) in _IGNORED_REASONS.items():
         if args[dest] is not None:
             log.warning("%s has no effect here: %s", flag_name, reason)

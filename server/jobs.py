@@ -18,8 +18,8 @@ class RerankJob(msgspec.Struct, frozen=True, kw_only=True):
     query: str
     documents: Sequence[str]
     top_n: int | None = None
-    normalize: bool = False
-    """llama-box's min-max normalisation with two anchor pairs."""
+    normalize: bool | None = False
+    """llama-box's min-max normalisation with two anchor pairs; None: the server's default."""
     probabilities: bool = False
     """Scores in [0, 1]: the sigmoid of a classifier's logit (Cohere, TEI); Qwen3's P(yes) as it is."""
     truncate: bool = True

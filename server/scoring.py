@@ -25,7 +25,8 @@ def shape_scores(job: RerankJob, kind: ScoreKind, pair_scores: np.ndarray,
     documents = best_windows(pair_scores[: len(owners)], owners, len(job.documents))
     if job.normalize:
         self_score, unknown_score = pair_scores[len(owners):len(owners) + 2]
-        documents = normalize_like_llama_box(documents, self_score, unknown_score)
+        query_is_best = job.documents[int(np.argmax(documents))] == job.query
+        documents = normalize_like_llama_box(documents, self_score, unknown_score, query_is_best)
     elif job.probabilities and kind == "logit":
         documents = sigmoid(documents)
     return rank(documents, job.top_n)
@@ -48,11 +49,14 @@ def rank(scores: np.ndarray, top_n: int | None) -> list[RankedDocument]:
     return [RankedDocument(int(i), float(scores[i])) for i in order]
 
 
-def normalize_like_llama_box(scores: np.ndarray, self_score: float, unknown_score: float) -> np.ndarray:
+def normalize_like_llama_box(scores: np.ndarray, self_score: float, unknown_score: float,
+                             query_is_best: bool = False) -> np.ndarray:
     """llama-box's `normalize: true`: a min-max map onto [0.001, 0.999] whose ends are set by the
-    query scored against itself and against a single unknown token (see shared/REFERENCE.md)."""
+    query scored against itself and against a single unknown token (see shared/REFERENCE.md).
+    When the best document is the query's own text, or the ends meet, llama-box (v0.0.171)
+    divides by the highest score instead."""
     high = max(float(self_score), float(scores.max()))
     low = min(float(unknown_score), float(scores.min()))
-    if high - low < 1e-6:
+    if query_is_best or high - low < 1e-6:
         return scores / high
     return 0.001 + (scores - low) * 0.998 / (high - low)

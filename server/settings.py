@@ -4,6 +4,7 @@ engine that takes them loads llama.cpp (the Ray gateway never does)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -25,5 +26,9 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     2-core CPUs (scripts/benchmark.py): 256 beat 512 and 2048; attention cost grows with the square
     of the ubatch, so large packed decodes are slower there. On a GPU, larger budgets pay off."""
     use_mmap: bool = True
+    tensor_split: tuple[float, ...] = ()
+    """Proportions of the model per GPU; empty: llama.cpp's own split (by free memory)."""
+    main_gpu: int = 0
+    split_mode: Literal["none", "layer", "row"] = "layer"
     instruction: str | None = None
     """Default task instruction for a model whose rerank template has one (a catalog entry's)."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import numpy as np
 import pytest
 
 from server.config import ConfigError, ServerConfig, field_flags, parse_args
 from server.provision.catalog import DEFAULT_CATALOG, load_catalog
 from server.provision.plan import engine_settings
 
-from .conftest import ROOT, XLMR, XLMR_EMBED, RunningServer, case
+from .conftest import ROOT, TOLERANCE, XLMR, XLMR_EMBED, RunningServer, case
 
 
 def test_flags_and_defaults():
@@ -33,6 +34,62 @@ def test_the_gpustack_llama_box_command_line_is_accepted(caplog):
     assert (config.models, config.aliases, config.use_mmap) == (["/models/bge.gguf"], ["bge-reranker-v2-m3"], False)
     warned = caplog.text
     assert "--embeddings has no effect here" in warned and "--parallel has no effect here" in warned
+
+
+GPUSTACK_071_ARGV = ["--host", "0.0.0.0", "--embeddings", "--gpu-layers", "-1", "--parallel", "1", "--ctx-size",
+                     "8192", "--port", "40000", "--model", "/models/bge.gguf", "--alias", "bge-reranker-v2-m3",
+                     "--no-mmap", "--no-warmup", "--rerank", "--tensor-split", "2048,1024"]
+"""What GPUStack 0.7.1's LlamaBoxServer.start() gives llama-box for a reranker on two GPUs (captured
+from its own code: gpustack/worker/backends/llama_box.py)."""
+
+
+def test_llama_box_flags_are_mapped_or_skipped_with_a_warning(caplog):
+    config = parse_args([*GPUSTACK_071_ARGV, "--verbose", "-lv", "3", "--temp", "0.8", "--seed=42", "-sm", "row",
+                         "--main-gpu", "1", "--pooling", "rank", "--lora-scaled", "a.gguf", "0.5", "--mmap"],
+                        environ={})
+    assert (config.gpu_layers, config.tensor_split, config.split_mode, config.main_gpu) == (-1, "2048,1024", "row", 1)
+    assert config.log_level == "debug" and config.use_mmap is True and config.normalize == "on"
+    settings = engine_settings(config, None)
+    assert settings.tensor_split == (2048.0, 1024.0) and (settings.split_mode, settings.main_gpu) == ("row", 1)
+    assert "llama-box flags with no effect here, skipped: -lv 3 --temp 0.8 --seed=42 --pooling rank " \
+           "--lora-scaled a.gguf 0.5" in caplog.text
+    assert parse_args(["--tensor-split", "3/1"], environ={}).tensor_split == "3/1"
+    with pytest.raises(ConfigError, match="--tensor-split"):
+        parse_args(["--tensor-split", "half"], environ={})
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--ctx-sise", "512"], environ={})  # a typo of this server's flags is still an error
+    assert exited.value.code == 2
+
+
+def test_normalize_defaults_to_llama_boxs_with_its_command_line():
+    """llama-box has read a missing `normalize` as true since v0.0.81: started with its command line
+    (`--rerank`), the server does the same unless told; otherwise raw logits."""
+    assert parse_args([], environ={}).normalize is None
+    assert parse_args(["--rerank"], environ={}).normalize == "on"
+    assert parse_args(["--rerank", "--normalize", "off"], environ={}).normalize == "off"
+    assert parse_args(["--rerank"], environ={"RERANK_NORMALIZE": "off"}).normalize == "off"
+    assert parse_args(["--normalize", "on"], environ={}).normalize == "on"
+
+
+def test_started_by_gpustacks_llama_box_line_it_answers_as_llama_box_did(reference):
+    """GPUStack 0.7.1's argv (two GPUs' tensor split, here on CPU): /v1/rerank answers llama-box's
+    normalised scores unless the request says otherwise, and the process stays up."""
+    c = case(reference, "panda")
+    srv = RunningServer(*[str(XLMR) if a == "/models/bge.gguf" else a for a in GPUSTACK_071_ARGV
+                          if a not in ("--port", "40000")])
+    try:
+        srv.wait_ready()
+        body = {"query": c["query"], "documents": c["documents"]}
+        unset = httpx.post(f"{srv.url}/v1/rerank", json=body).json()
+        normalized = httpx.post(f"{srv.url}/v1/rerank", json={**body, "normalize": True}).json()
+        raw = httpx.post(f"{srv.url}/v1/rerank", json={**body, "normalize": False}).json()
+    finally:
+        srv.stop()
+    assert unset["results"] == normalized["results"] and unset["usage"] == normalized["usage"]
+    assert all(0.001 <= r["relevance_score"] <= 0.999 for r in unset["results"])
+    scores = {r["index"]: r["relevance_score"] for r in raw["results"]}
+    np.testing.assert_allclose([scores[i] for i in range(len(c["documents"]))], c["scores"], atol=TOLERANCE)
+    assert unset["model"] == "bge-reranker-v2-m3"
 
 
 def test_short_flags_and_environment():

@@ -51,3 +51,14 @@ def test_normalize_maps_onto_the_anchors_range():
 def test_normalize_with_no_spread_divides_by_the_top():
     flat = normalize_like_llama_box(np.array([2.0, 2.0]), self_score=2.0, unknown_score=2.0)
     assert flat.tolist() == [1.0, 1.0]
+
+
+def test_normalize_divides_by_the_top_when_the_best_document_is_the_query_itself():
+    """llama-box v0.0.171's edge case: the query's own text ranked first maps s to s / max."""
+    pair_scores = np.array([1.0, 3.0, 2.0, 4.0, -2.0], dtype=np.float32)
+    ranked = shape_scores(RerankJob(query="b", documents=["a", "b", "c"], normalize=True), "logit",
+                          pair_scores, [0, 1, 2])
+    assert [r.score for r in ranked] == pytest.approx([3 / 4, 2 / 4, 1 / 4])
+    other = shape_scores(RerankJob(query="c", documents=["a", "b", "c"], normalize=True), "logit",
+                         pair_scores, [0, 1, 2])
+    assert other[0].score == pytest.approx(0.001 + 5 * 0.998 / 6), "only when the query is the best document"

@@ -1,5 +1,5 @@
-"""Jina's and llama-box's `POST /v1/rerank` (and its aliases): raw logits unless `normalize` (or vLLM's
-`use_activation`)."""
+"""Jina's and llama-box's `POST /v1/rerank` (and its aliases): raw logits unless `normalize` (the server's
+--normalize when unset) or vLLM's `use_activation`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ class RerankRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     model: str | None = None
     top_n: TopN | None = None
     return_documents: bool = True
-    normalize: bool = False
+    normalize: bool | None = None
+    """llama-box's [0.001, 0.999] scale; unset: the server's --normalize."""
     truncate: bool = True
     instruction: NonEmptyStr | None = None
     """Task instruction for models whose template has one (Qwen3-Reranker); replaces the default."""
@@ -65,7 +66,8 @@ class RerankResponse(msgspec.Struct):
 
 def to_job(req: RerankRequest) -> RerankJob:
     return RerankJob(query=req.query, documents=document_texts(req.documents), top_n=req.top_n,
-                     normalize=req.normalize, probabilities=bool(req.use_activation), truncate=req.truncate,
+                     normalize=False if req.use_activation else req.normalize,
+                     probabilities=bool(req.use_activation), truncate=req.truncate,
                      instruction=req.instruction, long_documents=req.long_documents,
                      max_doc_tokens=req.max_tokens_per_doc, max_query_tokens=req.max_tokens_per_query,
                      truncation_side=req.truncation_side or "right")

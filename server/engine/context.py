@@ -10,6 +10,7 @@ It knows nothing of HTTP; it is used from one thread at a time for decoding
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import unicodedata
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 # without it. SentencePiece vocabularies (XLM-R, gte) are normalised by llama.cpp itself, with the
 # file's precompiled character map, and match without help (tests/test_tokens.py).
 NFC_PRE_TOKENIZERS = frozenset({"qwen2"})
+SPLIT_MODES = {"none": llama_cpp.LLAMA_SPLIT_MODE_NONE, "layer": llama_cpp.LLAMA_SPLIT_MODE_LAYER,
+               "row": llama_cpp.LLAMA_SPLIT_MODE_ROW}
 # llama.cpp splits a causal model's decode into ubatches of this size (its own default); the
 # compute buffer grows with it, by n_vocab floats per token under rank pooling.
 CAUSAL_UBATCH = 512
@@ -112,6 +115,12 @@ class RerankEngine:
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = settings.gpu_layers
         params.use_mmap = settings.use_mmap
+        params.main_gpu = settings.main_gpu
+        params.split_mode = SPLIT_MODES[settings.split_mode]
+        # llama.cpp reads one proportion per device it may use; the array lives until the load returns.
+        split = (ctypes.c_float * llama_cpp.llama_max_devices())(*settings.tensor_split[:llama_cpp.llama_max_devices()])
+        if settings.tensor_split:
+            params.tensor_split = split
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise ModelLoadError(

@@ -111,7 +111,9 @@ async def run_jobs(request: Request, jobs: Sequence[RerankJob],
     limits: Limits = request.app.state.limits
     limits.check(RerankJob(query=max((j.query for j in jobs), key=len),
                            documents=[d for j in jobs for d in j.documents]))
-    jobs = [msgspec.structs.replace(job, timeout=limits.request_timeout) for job in jobs]
+    normalize: bool = request.app.state.normalize
+    jobs = [msgspec.structs.replace(job, timeout=limits.request_timeout,
+                                    normalize=normalize if job.normalize is None else job.normalize) for job in jobs]
     work = asyncio.ensure_future(_score_all(service(request), jobs, model_name))
     hang_up = asyncio.ensure_future(_client_gone(request))
     try:

@@ -7,6 +7,7 @@ registries from plans; nothing after this module goes back to the flags or the c
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import msgspec
@@ -67,4 +68,7 @@ def engine_settings(config: ServerConfig, entry: CatalogEntry | None) -> EngineS
         flash_attn=config.flash_attn,
         batch_tokens=config.batch_tokens,
         use_mmap=config.use_mmap,
+        tensor_split=tuple(float(x) for x in re.split(r"[,/]", config.tensor_split)) if config.tensor_split else (),
+        main_gpu=config.main_gpu,
+        split_mode=config.split_mode,
     )

@@ -107,4 +107,4 @@ class Gateway:
     def __serve_build_asgi_app__(self) -> Starlette:
         config = self.config
         return create_app(self.service, api_keys=config.api_keys, limits=config.limits(),
-                          cors_origins=config.cors_origins)
+                          cors_origins=config.cors_origins, normalize=config.normalize == "on")

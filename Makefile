@@ -67,8 +67,18 @@ $(VENV)/.ray-installed: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
 run-ray: $(VENV)/.ray-installed
 	$(PY) -m server.ray.app $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) --replicas $(REPLICAS) $(ARGS)
 
-test: $(VENV)/.test-installed converter browser
+test: $(VENV)/.test-installed converter browser $(GPUSTACK_VENV)/.installed
 	$(PY) -m pytest
+
+# GPUStack v2's own code (no GPU, no containers: its classes and functions), in an environment of its
+# own: tests/test_gpustack.py checks deploy/gpustack/ with it and drives its command rendering,
+# readiness probe, request rewriting and usage recorder against the server.
+GPUSTACK_VENV ?= .venv-gpustack
+
+$(GPUSTACK_VENV)/.installed: constraints-gpustack.txt
+	$(PYTHON) -m venv $(GPUSTACK_VENV)
+	$(GPUSTACK_VENV)/bin/pip install --quiet --constraint constraints-gpustack.txt gpustack==2.3.0
+	touch $@
 
 # Headless Chromium and its driver for tests/test_docs.py, from Debian's packages (CI runs as root);
 # a no-op once both are there.
@@ -142,4 +152,4 @@ lock: $(VENV)/.installed
 	$(PY) scripts/lock.py --gguf-py $(LLAMA_SRC)/gguf-py
 
 clean:
-	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) .cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) $(GPUSTACK_VENV) .cache .pytest_cache *.egg-info

@@ -1,7 +1,8 @@
 """Refresh the constraints files from what the package index serves today: `make lock`.
 
 `constraints.txt` pins every package of the server's and the tests' environment (`make install`,
-`make test`); `constraints-converter.txt` pins the checkpoint converter's (server/provision/conversion.py).
+`make test`); `constraints-converter.txt` pins the checkpoint converter's (server/provision/conversion.py);
+`constraints-gpustack.txt` pins GPUStack's, which tests/test_gpustack.py drives.
 Both are pip's own resolution (`pip install --dry-run --report`), so nothing is built or installed
 here, and a fresh clone installs exactly what CI tested until the files are refreshed on purpose.
 Run it with the Python of the environment the files are for (the Makefile passes .venv's).
@@ -24,6 +25,9 @@ from server.provision.conversion import CONVERTER_CONSTRAINTS, REQUIREMENTS
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVER_CONSTRAINTS = ROOT / "constraints.txt"
+GPUSTACK_CONSTRAINTS = ROOT / "constraints-gpustack.txt"
+GPUSTACK = "gpustack==2.3.0"
+"""GPUStack v2 as the Makefile installs it for the tests (its own package pins nothing exactly)."""
 # The project itself, and what comes from llama-cpp-python's source distribution (pinned in
 # pyproject.toml): the engine the Makefile builds, the converter's gguf-py.
 NOT_PINNED_HERE = {"rerank-server", "llama-cpp-python", "gguf"}
@@ -66,6 +70,7 @@ def main() -> None:
     write(SERVER_CONSTRAINTS, "`.[test]` (the server, Ray and the test clients)", resolve([".[test]"]))
     write(CONVERTER_CONSTRAINTS, "the converter's requirements and llama.cpp's gguf-py",
           resolve([*REQUIREMENTS, str(args.gguf_py.resolve())]))
+    write(GPUSTACK_CONSTRAINTS, f"{GPUSTACK} (GPUStack's own code, for tests/test_gpustack.py)", resolve([GPUSTACK]))
 
 
 if __name__ == "__main__":

@@ -81,13 +81,14 @@ def wait_healthy(url: str, proc: subprocess.Popen | None = None, output: Callabl
 class RunningServer:
     """`python -m server` in a subprocess, as a user starts it."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        """`port`: the one `args` already name (a command line rendered elsewhere); else a free port is added."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # A file, not a pipe: a pipe nobody drains fills up with access logs and blocks the server.
         self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--port", str(self.port), *args],
+            [sys.executable, "-m", "server", *([] if port else ["--port", str(self.port)]), *args],
             cwd=ROOT, env={**os.environ, **(env or {})},
             stdout=self.log, stderr=subprocess.STDOUT, text=True,
         )

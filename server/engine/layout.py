@@ -95,6 +95,7 @@ _INSTRUCTION_LINE = re.compile(r"(<Instruct>: )([^\n]*)")
 # `[<Instruct>: ]INSTRUCTION\n<Query>: QUERY[\n]`, the instruction line optional.
 _WRITTEN_QUERY = re.compile(r"(?s)(?:(?:<Instruct>: ?)?(?P<instruction>[^\n]*)\n)?<Query>: ?(?P<query>.*?)\n?")
 _DOCUMENT_MARK = "<Document>: "
+MAX_WRITTEN_LEVELS = 2
 
 
 @dataclass
@@ -107,10 +108,13 @@ class _TemplatePairs:
     query: str
     written_suffix: str | None = None
     """Set when the query came pre-formatted: what to strip from the end of its documents."""
+    written_levels: int = 0
+    """How many times the query was found wrapped (a hand-written request that GPUStack wraps again):
+    as many `<Document>: ` marks are stripped from its documents."""
 
     def segment(self, document: str) -> list[int]:
-        if self.written_suffix is not None:
-            document = document.removeprefix(_DOCUMENT_MARK).removesuffix(self.written_suffix)
+        for _ in range(self.written_levels):
+            document = document.removeprefix(_DOCUMENT_MARK).removesuffix(str(self.written_suffix))
         # The document is tokenized with the text before it, as in the whole prompt, so the
         # tokens at the boundary (": " + "The") are the ones the model saw in training.
         return self.tokenize(self.document_prefix + document, False)
@@ -164,9 +168,12 @@ class TemplateLayout:
         if query_tokens is not None:
             raise QueryCutNotSupported("this model's query sits inside its prompt template, which cannot be cut "
                                        "to a number of query tokens; cut the query before sending it")
-        unwrapped = self.unwrap(query)
-        if unwrapped is not None:
+        levels = 0
+        # GPUStack's proxy may wrap a request its client had written with the markers already: unwrap
+        # both; the innermost instruction is the client's own.
+        while levels < MAX_WRITTEN_LEVELS and (unwrapped := self.unwrap(query)) is not None:
             query, instruction = unwrapped[0], unwrapped[1] or instruction
+            levels += 1
         instruction = instruction if instruction is not None else self.default_instruction
         head: list[int] = []
         tail: list[int] = []
@@ -191,4 +198,5 @@ class TemplateLayout:
                 out += self.tokenize(fill(piece), False)
         assert prefix is not None
         return _TemplatePairs(head, tail, prefix, self.tokenize, floor=len(self.tokenize(prefix, False)),
-                              query=query, written_suffix=self._written_tail if unwrapped is not None else None)
+                              query=query, written_suffix=self._written_tail if levels else None,
+                              written_levels=levels)

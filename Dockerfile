@@ -5,7 +5,10 @@
 FROM python:3.11-slim
 
 # patch: `make install` and the converter apply patches/llama.cpp-gte.patch to llama.cpp's sources;
-# wget: KubeRay's probes call it (deploy/kubernetes/rayservice.yaml).
+# wget: KubeRay's probes call it (deploy/kubernetes/rayservice.yaml). Debian's packages are not pinned
+# to exact versions (hadolint's DL3008): the archive drops old ones, and the base image's release fixes
+# their major versions; Python packages are pinned (constraints.txt).
+# hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake patch wget \
     && rm -rf /var/lib/apt/lists/*
 
@@ -24,5 +27,6 @@ ENV HF_HOME=/cache RERANK_HOST=0.0.0.0 RERANK_PORT=8080 RERANK_CATALOG=/app/mode
     RERANK_CONVERTER_ENV=/cache/converter
 VOLUME /cache
 EXPOSE 8080
-HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health')"
+# On the default port; where a platform passes --port (GPUStack, Kubernetes), it probes /health itself.
+HEALTHCHECK CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health')"]
 ENTRYPOINT ["python", "-m", "server"]

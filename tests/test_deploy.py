@@ -1,9 +1,12 @@
 """deploy/: the Serve config against Ray's own schema and the builder, every Kubernetes manifest
-against the Kubernetes schemas (kubernetes-validate, offline), and the two kept consistent."""
+against the Kubernetes schemas (kubernetes-validate, offline), and the two kept consistent; the
+Dockerfiles against hadolint. (deploy/gpustack/ is GPUStack's to judge: tests/test_gpustack.py.)"""
 
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +107,16 @@ def test_plain_manifests_fit_together() -> None:
     # The image's model cache (HF_HOME=/cache in the Dockerfile) is the mounted volume.
     assert container["volumeMounts"][0]["mountPath"] == "/cache"
     assert "HF_HOME=/cache" in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_dockerfiles_pass_hadolint(tmp_path):
+    """hadolint's rules, with the exceptions each Dockerfile names on the line (unpinned Debian and
+    Ubuntu packages, for the reason given there); the check fails on a Dockerfile that breaks one."""
+    hadolint = str(Path(sys.executable).parent / "hadolint")
+    done = subprocess.run([hadolint, "--no-color", "Dockerfile", "Dockerfile.cuda"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:3.11-slim\nRUN apt-get update && apt-get install -y curl\nCMD python -m server\n")
+    done = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True)
+    assert done.returncode != 0 and "DL3025" in done.stdout

@@ -67,7 +67,7 @@ $(VENV)/.ray-installed: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
 run-ray: $(VENV)/.ray-installed
 	$(PY) -m server.ray.app $(if $(MODEL),--model $(MODEL)) --host $(HOST) --port $(PORT) --replicas $(REPLICAS) $(ARGS)
 
-test: $(VENV)/.test-installed converter browser $(GPUSTACK_VENV)/.installed
+test: $(VENV)/.test-installed converter browser $(GPUSTACK_VENV)/.installed $(GPUSTACK07_VENV)/.installed
 	$(PY) -m pytest
 
 # GPUStack v2's own code (no GPU, no containers: its classes and functions), in an environment of its
@@ -78,6 +78,17 @@ GPUSTACK_VENV ?= .venv-gpustack
 $(GPUSTACK_VENV)/.installed: constraints-gpustack.txt
 	$(PYTHON) -m venv $(GPUSTACK_VENV)
 	$(GPUSTACK_VENV)/bin/pip install --quiet --constraint constraints-gpustack.txt gpustack==2.3.0
+	touch $@
+
+# GPUStack 0.7.1, the last release with llama-box: its llama-box launcher starts this server in
+# llama-box's place in tests/test_gpustack.py. Its whole dependency set does not install here, so it
+# goes in alone, with what the launcher imports (tests/gpustack/requirements-07.txt).
+GPUSTACK07_VENV ?= .venv-gpustack07
+
+$(GPUSTACK07_VENV)/.installed: constraints-gpustack07.txt tests/gpustack/requirements-07.txt
+	$(PYTHON) -m venv $(GPUSTACK07_VENV)
+	$(GPUSTACK07_VENV)/bin/pip install --quiet --no-deps gpustack==0.7.1
+	$(GPUSTACK07_VENV)/bin/pip install --quiet --constraint constraints-gpustack07.txt -r tests/gpustack/requirements-07.txt
 	touch $@
 
 # Headless Chromium and its driver for tests/test_docs.py, from Debian's packages (CI runs as root);
@@ -152,4 +163,4 @@ lock: $(VENV)/.installed
 	$(PY) scripts/lock.py --gguf-py $(LLAMA_SRC)/gguf-py
 
 clean:
-	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) $(GPUSTACK_VENV) .cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) $(GPUSTACK_VENV) $(GPUSTACK07_VENV) .cache .pytest_cache *.egg-info

@@ -2,7 +2,8 @@
 
 `constraints.txt` pins every package of the server's and the tests' environment (`make install`,
 `make test`); `constraints-converter.txt` pins the checkpoint converter's (server/provision/conversion.py);
-`constraints-gpustack.txt` pins GPUStack's, which tests/test_gpustack.py drives.
+`constraints-gpustack.txt` and `constraints-gpustack07.txt` pin GPUStack's (v2 and 0.7.1), which
+tests/test_gpustack.py drives.
 Both are pip's own resolution (`pip install --dry-run --report`), so nothing is built or installed
 here, and a fresh clone installs exactly what CI tested until the files are refreshed on purpose.
 Run it with the Python of the environment the files are for (the Makefile passes .venv's).
@@ -28,6 +29,9 @@ SERVER_CONSTRAINTS = ROOT / "constraints.txt"
 GPUSTACK_CONSTRAINTS = ROOT / "constraints-gpustack.txt"
 GPUSTACK = "gpustack==2.3.0"
 """GPUStack v2 as the Makefile installs it for the tests (its own package pins nothing exactly)."""
+GPUSTACK07_CONSTRAINTS = ROOT / "constraints-gpustack07.txt"
+GPUSTACK07_REQUIREMENTS = ROOT / "tests" / "gpustack" / "requirements-07.txt"
+"""GPUStack 0.7.1 goes in without its dependencies; these are what its launcher imports."""
 # The project itself, and what comes from llama-cpp-python's source distribution (pinned in
 # pyproject.toml): the engine the Makefile builds, the converter's gguf-py.
 NOT_PINNED_HERE = {"rerank-server", "llama-cpp-python", "gguf"}
@@ -71,6 +75,8 @@ def main() -> None:
     write(CONVERTER_CONSTRAINTS, "the converter's requirements and llama.cpp's gguf-py",
           resolve([*REQUIREMENTS, str(args.gguf_py.resolve())]))
     write(GPUSTACK_CONSTRAINTS, f"{GPUSTACK} (GPUStack's own code, for tests/test_gpustack.py)", resolve([GPUSTACK]))
+    write(GPUSTACK07_CONSTRAINTS, "what GPUStack 0.7.1's llama-box launcher imports "
+          "(tests/gpustack/requirements-07.txt)", resolve(["-r", str(GPUSTACK07_REQUIREMENTS)]))
 
 
 if __name__ == "__main__":

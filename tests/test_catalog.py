@@ -8,6 +8,8 @@ from server.provision.catalog import CatalogError, load_catalog
 from server.provision.conversion import ConverterEnv
 from server.provision.sources import ModelSourceError, resolve_model
 
+from .conftest import XLMR
+
 FAMILIES = {"bge", "bce", "jina", "jina-v2", "gte", "qwen3"}
 PRODUCT_MODELS = {
     "bge-reranker-v2-m3", "bge-reranker-base", "bce-reranker-base_v1", "jina-reranker-v1-tiny-en",
@@ -49,3 +51,21 @@ def test_unknown_names_and_missing_files():
         resolve_model("no-such-model", catalog, ConverterEnv())
     with pytest.raises(ModelSourceError, match="no such model file"):
         resolve_model("/nowhere/model.gguf", catalog, ConverterEnv())
+
+
+def test_a_folder_of_gguf_files_serves_the_preferred_one(tmp_path):
+    """A downloaded GGUF repository as a folder (GPUStack v2's {{model_path}}): its file is chosen as
+    in a repository, by `:QUANT`'s order of preference."""
+    catalog = load_catalog()
+    folder = tmp_path / "gpustack" / "bge-reranker-v2-m3-GGUF"
+    folder.mkdir(parents=True)
+    for name in ("bge-reranker-v2-m3-Q4_K_M.gguf", "bge-reranker-v2-m3-Q8_0.gguf", "bge-reranker-v2-m3-FP16.gguf"):
+        (folder / name).symlink_to(XLMR)
+    source = resolve_model(str(folder), catalog, ConverterEnv())
+    assert (source.name, source.path, source.quantization) == (
+        "bge-reranker-v2-m3", str(folder / "bge-reranker-v2-m3-FP16.gguf"), "F16")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("no model here")
+    with pytest.raises(ModelSourceError, match="holds neither GGUF files nor a Hugging Face checkpoint"):
+        resolve_model(str(empty), catalog, ConverterEnv())

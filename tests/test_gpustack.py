@@ -1,8 +1,9 @@
-"""GPUStack v2 as the judge: its own code (gpustack 2.3.0, in .venv-gpustack, run by
+"""GPUStack as the judge. GPUStack v2's own code (gpustack 2.3.0, in .venv-gpustack, run by
 tests/gpustack/driver.py) checks the backend definition in deploy/gpustack/, renders the command its
 worker would give the container, probes readiness, rewrites requests as its proxy does, and records
 usage from this server's answers, while the server runs here as a process (GPUStack itself would run
-it in a container: no container engine is here).
+it in a container: no container engine is here). GPUStack 0.7.1's llama-box launcher
+(tests/gpustack/driver_07.py, in .venv-gpustack07) starts the server in llama-box's place.
 
 The requests are the seed documents' (../shared/seeds/000, 001 and 003).
 """
@@ -10,17 +11,25 @@ The requests are the seed documents' (../shared/seeds/000, 001 and 003).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from .conftest import QWEN3, ROOT, XLMR, RunningServer, free_port
+from .conftest import QWEN3, ROOT, TOLERANCE, XLMR, XLMR_CHECKPOINT, RunningServer, case, free_port
 
 GPUSTACK_PYTHON = ROOT / ".venv-gpustack" / "bin" / "python"
 DRIVER = Path(__file__).parent / "gpustack" / "driver.py"
+GPUSTACK07_PYTHON = ROOT / ".venv-gpustack07" / "bin" / "python"
+DRIVER_07 = Path(__file__).parent / "gpustack" / "driver_07.py"
 BACKEND = ROOT / "deploy" / "gpustack" / "rerank-server.yaml"
 
 PANDA = {"query": "What is a panda?", "top_n": 3, "documents": [
@@ -36,12 +45,16 @@ REGOLO = {"query": "Given a web search query, retrieve relevant passages that an
 QWEN3_TEMPLATES = {"GPUSTACK_APPLY_QWEN3_RERANKER_TEMPLATES": "true"}
 
 
-def gpustack(operation: str, **arguments) -> dict:
-    assert GPUSTACK_PYTHON.exists(), f"{GPUSTACK_PYTHON} is missing: `make test` installs GPUStack's environment"
-    done = subprocess.run([str(GPUSTACK_PYTHON), str(DRIVER), operation, json.dumps(arguments)], cwd=ROOT,
+def gpustack(operation: str, *, python: Path = GPUSTACK_PYTHON, driver: Path = DRIVER, **arguments) -> dict:
+    assert python.exists(), f"{python} is missing: `make test` installs GPUStack's environments"
+    done = subprocess.run([str(python), str(driver), operation, json.dumps(arguments)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def gpustack07(operation: str, **arguments) -> dict:
+    return gpustack(operation, python=GPUSTACK07_PYTHON, driver=DRIVER_07, **arguments)
 
 
 def test_the_backend_definition_validates_with_gpustacks_classes():
@@ -59,14 +72,14 @@ def test_gpustack_refuses_a_definition_it_would_not_import(tmp_path):
     assert done.returncode != 0 and "-custom" in done.stderr
 
 
-def rendered_server(model: Path, name: str, parameters: list[str], env: dict[str, str] | None = None):
+def rendered_server(model: Path, name: str, parameters: list[str], process_env: dict[str, str] | None = None):
     """The server started with exactly the arguments GPUStack's worker renders for the cpu version;
     the image's entrypoint (`python -m server`, Dockerfile) is this interpreter's."""
     port = free_port()
     plan = gpustack("render", path=str(BACKEND), version="cpu-custom", model_path=str(model), port=port,
-                    model_name=name, parameters=parameters, env=env or {})
+                    model_name=name, parameters=parameters, env={})
     assert plan["entrypoint"] is None and plan["image"][0] == "rerank-server:cpu", "the image's own entrypoint"
-    return RunningServer(*plan["args"], port=port), plan["args"]
+    return RunningServer(*plan["args"], port=port, env=process_env), plan["args"]
 
 
 def wait_ready_by_gpustack(srv: RunningServer, timeout: float = 120) -> int:
@@ -139,3 +152,68 @@ def test_usage_is_recorded_only_from_answers_with_their_documents(client, return
     answer = client.post("/v1/rerank", json={**PANDA, "return_documents": return_documents}).json()
     usage = gpustack("usage", body=answer)
     assert usage["status"] == 200 and bool(usage["recorded"]) is return_documents
+
+
+def test_a_checkpoint_folder_as_gpustack_passes_it_is_converted_and_served(tmp_path, reference):
+    """GPUStack v2 downloads a Hugging Face checkpoint to a folder (cache/huggingface/OWNER/REPO) and
+    passes it as {{model_path}}: the server converts it once, into the hub cache, and scores as the
+    checkpoint's transformers reference."""
+    folder = tmp_path / "huggingface" / "test-org" / "xlmr-tiny"
+    shutil.copytree(XLMR_CHECKPOINT, folder)
+    srv, _ = rendered_server(folder, "xlmr-tiny", [], process_env={"HF_HOME": str(tmp_path / "hf"),
+                                                                 "HF_HUB_OFFLINE": "1"})
+    try:
+        wait_ready_by_gpustack(srv, timeout=600)
+        c = case(reference, "panda")
+        body = httpx.post(f"{srv.url}/v1/rerank", json={"query": c["query"], "documents": c["documents"]},
+                          timeout=60).json()
+        card = httpx.get(f"{srv.url}/v1/models").json()["data"][0]
+    finally:
+        log = srv.stop()
+    scores = {r["index"]: r["relevance_score"] for r in body["results"]}
+    np.testing.assert_allclose([scores[i] for i in range(len(c["documents"]))], c["scores"], atol=TOLERANCE)
+    assert card["meta"]["converted"] is True and card["meta"]["quantization"] == "F32"
+    assert "converting xlmr-tiny to f32" in log
+    converted = list((tmp_path / "hf" / "hub" / "models--test-org--xlmr-tiny" / "converted").glob("folder-*/*.gguf"))
+    assert [p.name for p in converted] == ["xlmr-tiny-F32.gguf"]
+
+
+def read(log) -> str:
+    log.seek(0)
+    return log.read()
+
+
+def test_gpustack_071_starts_the_server_in_llama_boxs_place(tmp_path):
+    """GPUStack 0.7.1's LlamaBoxServer.start() runs this server as llama-box (a backend version of the
+    user's own) with its llama-box command line: its /health probe sees it ready, the seed request is
+    answered on llama-box's scale (normalize on, its default), its usage model reads the answer, and a
+    document past the model's positions under its --ctx-size 8192 is answered with the process up."""
+    port = free_port()
+    log = tempfile.TemporaryFile(mode="w+")
+    launcher = subprocess.Popen(
+        [str(GPUSTACK07_PYTHON), str(DRIVER_07), "launch", json.dumps({
+            "data_dir": str(tmp_path / "gpustack"), "version": "v0.0.171-rerank", "executable": sys.executable,
+            "model_path": str(XLMR), "name": "bge-reranker-v2-m3", "port": port})],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not gpustack07("ready", port=port)["ready"]:
+            assert launcher.poll() is None and time.monotonic() < deadline, read(log)[-3000:]
+            time.sleep(0.5)
+        answer = httpx.post(f"{url}/v1/rerank", json={"model": "bge-reranker-v2-m3", **PANDA}, timeout=60)
+        long = httpx.post(f"{url}/v1/rerank", json={"query": "q", "documents": ["panda bear china " * 400]},
+                          timeout=60)
+        still_ready = gpustack07("ready", port=port)["ready"]
+    finally:
+        os.killpg(launcher.pid, signal.SIGTERM)
+        launcher.wait(timeout=30)
+    output = read(log)
+    assert answer.status_code == 200 and long.status_code == 200 and still_ready
+    body = answer.json()
+    assert all(0.001 <= r["relevance_score"] <= 0.999 for r in body["results"]), "llama-box's normalize default"
+    assert gpustack07("usage", body=body) == {
+        "model": "bge-reranker-v2-m3", "prompt_tokens": body["usage"]["prompt_tokens"],
+        "documents": [PANDA["documents"][r["index"]] for r in body["results"]]}
+    assert "Starting llama-box server" in output and "--embeddings has no effect here" in output
+    assert "is more than the 128 positions" in output, "GPUStack's --ctx-size 8192 is clamped, with a warning"

@@ -3,7 +3,8 @@
 The forms are the ones users type elsewhere: a catalog name (`bge-reranker-v2-m3`), a catalog
 name with a weight type (`bge-reranker-v2-m3:Q8_0`, GPUStack's quantization choice), any Hugging
 Face repository with an optional weight type (`gpustack/bce-reranker-base_v1-GGUF:Q4_K_M`, as
-llama-server's `-hf`), one file of a repository (`owner/repo/path/file.gguf`), or a local path.
+llama-server's `-hf`), one file of a repository (`owner/repo/path/file.gguf`), a local file, or a local folder holding a
+downloaded repository (GGUF files, or a checkpoint to convert).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class ModelSpecError(ValueError):
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
-    kind: Literal["local", "catalog", "repo", "file"]
+    kind: Literal["local", "folder", "catalog", "repo", "file"]
     text: str
     """As the user typed it."""
     path: str | None = None
@@ -47,6 +48,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
             return self.name
         if self.repo:
             return re.sub(r"[-_.]gguf$", "", self.repo.split("/")[1], flags=re.IGNORECASE)
+        if self.kind == "folder":
+            return re.sub(r"[-_.]gguf$", "", Path(str(self.path)).name, flags=re.IGNORECASE)
         return Path(self.path or self.text).stem
 
 
@@ -54,6 +57,8 @@ def parse_model_spec(text: str, catalog: Catalog) -> ModelSpec:
     path = Path(text).expanduser()
     if path.is_file():
         return ModelSpec(kind="local", text=text, path=str(path.resolve()))
+    if path.is_dir():  # a downloaded repository, as GPUStack v2 passes {{model_path}}
+        return ModelSpec(kind="folder", text=text, path=str(path.resolve()))
     if text.startswith(("/", "./", "../", "~")) or (text.endswith(".gguf") and text.count("/") < 2):
         raise ModelSpecError(f"no such model file: {text}")
     base, quant = _split_quantization(text)
@@ -72,7 +77,8 @@ def parse_model_spec(text: str, catalog: Catalog) -> ModelSpec:
     known = ", ".join(sorted(catalog.models))
     raise ModelSpecError(
         f"--model {text!r} is none of: a catalog name ({known}), NAME:QUANT, a Hugging Face "
-        f"repository OWNER/REPO[:QUANT], a file OWNER/REPO/FILE.gguf, or a local .gguf file"
+        f"repository OWNER/REPO[:QUANT], a file OWNER/REPO/FILE.gguf, a local .gguf file, or a local folder "
+        f"holding GGUF files or a checkpoint"
     )
 
 

@@ -8,6 +8,9 @@ llama.cpp's own converter. Every file then goes through the engine's servability
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import msgspec
 
 from . import hub
@@ -51,6 +54,8 @@ def resolve_model(text: str, catalog: Catalog, converter: ConverterEnv) -> Model
         spec = parse_model_spec(text, catalog)
         if spec.kind == "local":
             return ModelSource(name=spec.served_name, path=str(spec.path))
+        if spec.kind == "folder":
+            return _from_folder(spec, converter)
         return _from_hub(spec, converter)
     except (ModelSpecError, hub.HubError, QuantizationError, ConversionError) as exc:
         raise ModelSourceError(str(exc)) from None
@@ -69,6 +74,29 @@ def _from_hub(spec: ModelSpec, converter: ConverterEnv) -> ModelSource:
     if "config.json" in listing.files:
         return _converted(spec, listing, wanted, converter)
     raise ModelSourceError(f"{repo} holds neither GGUF files nor a Hugging Face checkpoint (config.json)")
+
+
+def _from_folder(spec: ModelSpec, converter: ConverterEnv) -> ModelSource:
+    """A repository downloaded to a folder (GPUStack v2's `{{model_path}}` for a checkpoint): one of
+    its GGUF files, or its checkpoint converted once into the hub cache, keyed by the files' sizes
+    and times, so a changed checkpoint is converted anew."""
+    folder = Path(str(spec.path))
+    files = sorted(str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file())
+    if any(f.lower().endswith(".gguf") for f in files):
+        filename = choose_file(files, spec.quantization, PREFERRED_TYPES, str(folder))
+        tag = tag_of(filename)
+        return ModelSource(name=spec.served_name, path=str(folder / filename), file=filename,
+                           quantization=canonical(tag) if tag else None)
+    if "config.json" not in files:
+        raise ModelSourceError(f"{folder} holds neither GGUF files nor a Hugging Face checkpoint (config.json)")
+    repo = f"{folder.parent.name}/{folder.name}"  # the hub's OWNER/REPO, as GPUStack lays out its cache
+    tag = conversion_type(architecture(folder), repo, spec.quantization)
+    stamp = hashlib.sha256(repr([(f, (folder / f).stat().st_size, (folder / f).stat().st_mtime_ns)
+                                 for f in checkpoint_files(files)]).encode()).hexdigest()[:16]
+    out = converted_path(hub.repo_cache_dir(repo), f"folder-{stamp}", repo, tag)
+    if not out.is_file():
+        converter.convert(folder, repo, out, tag)
+    return ModelSource(name=spec.served_name, path=str(out), file=out.name, quantization=tag, converted=True)
 
 
 def _gguf(spec: ModelSpec, repo: str, filename: str, revision: str) -> ModelSource:

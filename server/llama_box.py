@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Sampling, speculative decoding, images, LoRA, RPC and the like: nothing a reranker uses.
+# Sampling, speculative decoding, images, LoRA, RPC and the like: nothing a reranker uses. By how many
+# values follow each flag.
 TAKES_NOTHING = frozenset({
     "--context-shift", "--cpu-moe", "--cpu-moe-draft", "--enable-reasoning", "--escape", "--image-control-canny",
     "--image-free-compute-memory-immediately", "--image-no-control-net-model-offload",
@@ -56,6 +57,7 @@ TAKES_ONE = frozenset({
 TAKES_TWO = frozenset({
     "--control-vector-layer-range", "--control-vector-scaled", "--lora-scaled"
 })
+
 
 def without_inert_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """`argv` without llama-box's flags that have no effect here, and those flags with their values

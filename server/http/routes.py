@@ -107,7 +107,9 @@ async def run_rerank(request: Request, job: RerankJob, model_name: str | None) -
 async def run_jobs(request: Request, jobs: Sequence[RerankJob],
                    model_name: str | None) -> tuple[str, list[RerankOutcome]]:
     """Score a request's jobs (one; a score request has one per distinct query) under the server's
-    limits; a timeout or a client that hangs up drops the pairs that are not scored yet."""
+    limits; a timeout or a client that hangs up drops the pairs that are not scored yet. Each job
+    takes the request's time limit (admission keeps to it) and, where the request left `normalize`
+    unset, the server's default."""
     limits: Limits = request.app.state.limits
     limits.check(RerankJob(query=max((j.query for j in jobs), key=len),
                            documents=[d for j in jobs for d in j.documents]))

@@ -28,6 +28,10 @@ PATCH     := patches/llama.cpp-gte.patch
 CONSTRAINTS := constraints.txt
 PIP_INSTALL  = $(PY) -m pip install --constraint $(CONSTRAINTS)
 
+# GPUStack's own code for tests/test_gpustack.py, v2 and 0.7.1, each in an environment of its own.
+GPUSTACK_VENV   ?= .venv-gpustack
+GPUSTACK07_VENV ?= .venv-gpustack07
+
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(SDIST)/.patched
@@ -73,7 +77,6 @@ test: $(VENV)/.test-installed converter browser $(GPUSTACK_VENV)/.installed $(GP
 # GPUStack v2's own code (no GPU, no containers: its classes and functions), in an environment of its
 # own: tests/test_gpustack.py checks deploy/gpustack/ with it and drives its command rendering,
 # readiness probe, request rewriting and usage recorder against the server.
-GPUSTACK_VENV ?= .venv-gpustack
 
 $(GPUSTACK_VENV)/.installed: constraints-gpustack.txt
 	$(PYTHON) -m venv $(GPUSTACK_VENV)
@@ -83,7 +86,6 @@ $(GPUSTACK_VENV)/.installed: constraints-gpustack.txt
 # GPUStack 0.7.1, the last release with llama-box: its llama-box launcher starts this server in
 # llama-box's place in tests/test_gpustack.py. Its whole dependency set does not install here, so it
 # goes in alone, with what the launcher imports (tests/gpustack/requirements-07.txt).
-GPUSTACK07_VENV ?= .venv-gpustack07
 
 $(GPUSTACK07_VENV)/.installed: constraints-gpustack07.txt tests/gpustack/requirements-07.txt
 	$(PYTHON) -m venv $(GPUSTACK07_VENV)

@@ -4,7 +4,7 @@
 # the checkpoint converter's environment, set up on the first conversion, lives there too.
 FROM python:3.11-slim
 
-# patch: `make install` and the converter apply patches/llama.cpp-gte.patch to llama.cpp's sources;
+# patch: `make install` and the converter apply patches/llama.cpp.patch to llama.cpp's sources;
 # wget: KubeRay's probes call it (deploy/kubernetes/rayservice.yaml). Debian's packages are not pinned
 # to exact versions (hadolint's DL3008): the archive drops old ones, and the base image's release fixes
 # their major versions; Python packages are pinned (constraints.txt).

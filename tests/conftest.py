@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from server.engine.context import RerankEngine
@@ -54,6 +55,14 @@ def engine() -> Iterator[RerankEngine]:
     engine = RerankEngine(read_gguf_info(XLMR), EngineSettings())
     yield engine
     engine.close()
+
+
+def assert_ranked_as(body: dict, expected: list[float], prompt_tokens: int, name: str = "") -> None:
+    """A /v1/rerank answer scores every document as `expected`, in its order, with that usage."""
+    got = {r["index"]: r["relevance_score"] for r in body["results"]}
+    np.testing.assert_allclose([got[i] for i in range(len(expected))], expected, atol=TOLERANCE, err_msg=name)
+    assert [r["index"] for r in body["results"]] == np.argsort(-np.array(expected)).tolist(), name
+    assert body["usage"]["prompt_tokens"] == prompt_tokens, name
 
 
 def free_port() -> int:

@@ -136,7 +136,8 @@ def info_like(**changes):
     ({"architecture": "qwen3", "tensors": frozenset({"cls.output.weight"}), "rerank_template": None},
      "no tokenizer.chat_template.rerank"),
     ({"tokenizer_model": "bert", "tensors": frozenset({"cls.output.weight", "token_embd.weight"})},
-     "is a BERT cross-encoder .* token type ids"),
+     "is a BERT cross-encoder .* lacks BERT's pooler: upstream llama.cpp's converter drops it.*"
+     "`--model cross-encoder/ms-marco-MiniLM-L6-v2`"),
 ])
 def test_files_llama_cpp_would_score_wrongly_are_refused(changes, message):
     from server.engine.context import check_servable

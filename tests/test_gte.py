@@ -21,7 +21,7 @@ from server.engine.gguf_info import read_gguf_info
 from server.engine.llama_build import UnpatchedEngineError, check_architectures, knows_architecture
 from server.settings import EngineSettings
 
-from .conftest import FIXTURES, GTE, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, RunningServer
+from .conftest import FIXTURES, GTE, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, RunningServer, assert_ranked_as
 from .stand_in_hub import StandInHub, checkpoint_files
 from .test_hub import hub_env
 
@@ -86,12 +86,7 @@ def test_the_catalog_entry_is_converted_from_the_checkpoint_and_served_over_http
     finally:
         log = srv.stop()
     for c in gte_reference["cases"]:
-        body = bodies[c["name"]]
-        got = {r["index"]: r["relevance_score"] for r in body["results"]}
-        np.testing.assert_allclose([got[i] for i in range(len(c["documents"]))], c["logits"], atol=TOLERANCE,
-                                   err_msg=c["name"])
-        assert [r["index"] for r in body["results"]] == np.argsort(-np.array(c["logits"])).tolist()
-        assert body["usage"]["prompt_tokens"] == sum(c["lengths"])
+        assert_ranked_as(bodies[c["name"]], c["logits"], sum(c["lengths"]), c["name"])
     assert card["id"] == "gte-multilingual-reranker-base"
     assert card["meta"]["repository"] == GTE_REPO and card["meta"]["converted"] is True
     assert "converting gte-multilingual-reranker-base to f32" in log

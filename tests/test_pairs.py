@@ -100,3 +100,38 @@ def test_the_shared_prefix_leaves_every_pair_a_token_of_its_own():
     pairs = xlmr_like(16).make("q", ["ab", "ac", "a"], truncate=True)
     assert shared_prefix_length(pairs) == 5  # BOS q EOS SEP a; the third pair's last token is its own
     assert shared_prefix_length(pairs[:1]) == 0
+
+
+def bert_like(context: int) -> PairMaker:
+    """`[CLS] q [SEP] d [SEP]`, cut as sentence-transformers' CrossEncoder cuts BERT pairs."""
+    layout = SpecialTokenLayout(bos=BOS, query_end=(SEP,), doc_end=(SEP,), tokenize=chars)
+    return PairMaker(layout, context, unknown_token=None, truncation="longest_first")
+
+
+@pytest.mark.parametrize("query,document,room,kept", [
+    (3, 4, 10, (3, 4)),        # fits: nothing is cut
+    (8, 600, 509, (8, 501)),   # the short query whole, the document cut
+    (626, 33, 509, (476, 33)),  # a query past the context is cut, not refused
+    (330, 439, 509, (254, 255)),  # both past half: half each, the odd token to the longer
+    (330, 266, 509, (255, 254)),
+    (300, 300, 509, (254, 255)),  # a tie gives the odd token to the document
+    (255, 330, 509, (254, 255)),  # the shorter just past half gives way too
+    (254, 330, 509, (254, 255)),
+])
+def test_longest_first_keeps_what_hugging_face_tokenizers_keep(query, document, room, kept):
+    from server.engine.pairs import longest_first
+    assert longest_first(query, document, room) == kept
+
+
+def test_longest_first_cuts_the_query_and_the_document_alike():
+    maker = bert_like(10)  # room for 7 text tokens
+    long_query, short_query = maker.make("abcdef", ["uvwxyz", "z"], truncate=True)
+    assert long_query.tolist() == [BOS, *chars("abc"), SEP, *chars("uvwx"), SEP]
+    assert short_query.tolist() == [BOS, *chars("abcdef"), SEP, ord("z"), SEP]
+    (alone,) = maker.make("abcdefghijkl", ["z"], truncate=True)
+    assert alone.tolist() == [BOS, *chars("abcdef"), SEP, ord("z"), SEP]
+
+
+def test_longest_first_without_truncation_still_refuses_a_long_pair():
+    with pytest.raises(InputTooLongError, match="more than the model's context of 10 tokens"):
+        bert_like(10).make("abcdef", ["uvwxyz"], truncate=False)

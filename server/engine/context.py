@@ -26,7 +26,7 @@ from .batch import Batch
 from .classifier import p_yes, yes_minus_no
 from .gguf_info import GGUFInfo
 from .layout import Layout, SpecialTokenLayout, TemplateLayout, Tokenize
-from .pairs import PairMaker
+from .pairs import PairMaker, truncation_for
 from .servable import CAUSAL_ARCHITECTURES, PROBABILITY_ARCHITECTURES, ModelLoadError, check_servable
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ class RerankEngine:
             TemplateLayout(info.rerank_template, self._tokenize, settings.instruction) if info.rerank_template
             else special_token_layout(info, self._vocab, self._tokenize)
         )
-        self.pairs = PairMaker(self.layout, self.max_pair_tokens, info.unknown_token)
+        self.pairs = PairMaker(self.layout, self.max_pair_tokens, info.unknown_token,
+                               truncation_for(info.architecture, info.tokenizer_model))
         self._batch = Batch(self.max_decode_tokens, all_outputs=self.head is None)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._cached_prefix: np.ndarray | None = None

@@ -37,6 +37,8 @@ class QueryPairs(Protocol):
     """Tokens at the start of every segment that are not the document (template text, the query)."""
     query: str
     """The query as scored (a pre-formatted Qwen3 query without its markers)."""
+    query_length: int
+    """The query's tokens in `head` (a template layout: 0, its query sits in the template's text)."""
 
     def segment(self, document: str) -> list[int]: ...
 
@@ -58,6 +60,8 @@ class _SpecialTokenPairs:
     tail: list[int]
     tokenize: Tokenize
     query: str
+    query_length: int
+    """The query's tokens in `head`, between its special tokens."""
     floor: int = 0
 
     def segment(self, document: str) -> list[int]:
@@ -84,7 +88,8 @@ class SpecialTokenLayout:
         tokens = self.tokenize(query, False)[:query_tokens]
         if max_query_tokens is not None:
             tokens = tokens[: max(1, max_query_tokens - len(head) - 1)]
-        return _SpecialTokenPairs([*head, *tokens, *self.query_end], list(self.doc_end), self.tokenize, query)
+        return _SpecialTokenPairs([*head, *tokens, *self.query_end], list(self.doc_end), self.tokenize, query,
+                                  len(tokens))
 
 
 # Special-token literals of chat templates (`<|im_start|>`, `<think>`); each is checked to be one token.
@@ -111,6 +116,7 @@ class _TemplatePairs:
     written_levels: int = 0
     """How many times the query was found wrapped (a hand-written request that GPUStack wraps again):
     as many `<Document>: ` marks are stripped from its documents."""
+    query_length: int = 0
 
     def segment(self, document: str) -> list[int]:
         for _ in range(self.written_levels):

@@ -1,7 +1,8 @@
 """Whether the llama.cpp this process loaded was built with the project's patch.
 
-`make install` builds llama-cpp-python from its sources with `patches/llama.cpp-gte.patch`, which
-adds the `gte` architecture (gte-multilingual-reranker-base). A wheel from PyPI or pip's cache has
+`make install` builds llama-cpp-python from its sources with `patches/llama.cpp.patch`, which
+adds the `gte` architecture (gte-multilingual-reranker-base) and BERT cross-encoders' token types.
+Asking for `gte` stands for the whole patch, which is applied whole. A wheel from PyPI or pip's cache has
 the same version number but not the architecture; such a build must not be used by mistake, so the
 service asks llama.cpp itself, once, by loading the header of a GGUF that names the architecture.
 """
@@ -17,7 +18,7 @@ import llama_cpp
 PATCHED_ARCHITECTURES = ("gte",)
 # The project's patch to llama.cpp: applied by `make install` to the engine's build and by
 # conversion.py to the converter's sources.
-PATCH = Path(__file__).resolve().parents[2] / "patches" / "llama.cpp-gte.patch"
+PATCH = Path(__file__).resolve().parents[2] / "patches" / "llama.cpp.patch"
 
 
 class UnpatchedEngineError(RuntimeError):

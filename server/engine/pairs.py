@@ -15,6 +15,30 @@ from .windows import WindowPlan, window_spans
 Side = Literal["right", "left"]
 """The end of a document that is cut: its end (`right`, what tokenizers do by default) or its start."""
 
+Truncation = Literal["only_second", "longest_first"]
+"""How a pair too long for the context is cut, in Hugging Face tokenizers' names: the document alone
+(what FlagEmbedding and Qwen3-Reranker's code do), or the longer of query and document first
+(`truncation=True`, what sentence-transformers' CrossEncoder does for BERT cross-encoders)."""
+
+
+def truncation_for(architecture: str, tokenizer_model: str) -> Truncation:
+    """BERT cross-encoders with a WordPiece vocabulary are scored through sentence-transformers."""
+    return "longest_first" if (architecture, tokenizer_model) == ("bert", "bert") else "only_second"
+
+
+def longest_first(query: int, document: int, room: int) -> tuple[int, int]:
+    """Tokens kept of each side, as Hugging Face tokenizers' `longest_first` keeps them: the shorter
+    side whole if the longer still gets as much, else half the room each, the odd token to the
+    longer side (to the document on a tie)."""
+    if query + document <= room:
+        return query, document
+    shorter = min(query, document)
+    if shorter <= room - shorter:
+        kept_shorter, kept_longer = shorter, room - shorter
+    else:
+        kept_shorter, kept_longer = room // 2, room - room // 2
+    return (kept_shorter, kept_longer) if query <= document else (kept_longer, kept_shorter)
+
 
 def _keep(tokens: list[int], count: int, side: Side) -> list[int]:
     if len(tokens) <= count:
@@ -25,9 +49,11 @@ def _keep(tokens: list[int], count: int, side: Side) -> list[int]:
 class PairMaker:
     """The pairs of a request, for one model's layout and context."""
 
-    def __init__(self, layout: Layout, max_pair_tokens: int, unknown_token: int | None) -> None:
+    def __init__(self, layout: Layout, max_pair_tokens: int, unknown_token: int | None,
+                 truncation: Truncation = "only_second") -> None:
         self.layout = layout
         self.max_pair_tokens = max_pair_tokens
+        self.truncation = truncation
         self.unknown_token = unknown_token if unknown_token is not None else 0
         """llama-box's second anchor; token 0 where the vocabulary has no unknown token, as in BPE."""
 
@@ -38,11 +64,14 @@ class PairMaker:
 
         With `truncate`, a document is cut from its end so the pair fits, which is what
         Hugging Face tokenizers do with `truncation="only_second"` at the same maximum length
-        (and what Qwen3-Reranker's reference code does to the text around the document).
+        (and what Qwen3-Reranker's reference code does to the text around the document); with
+        the `longest_first` truncation, the longer of query and document is cut first.
         `max_doc_tokens` (Cohere's and vLLM's `max_tokens_per_doc`) cuts every document to that
         many tokens, `query_tokens` (vLLM's `max_tokens_per_query`) the query; `side="left"` cuts
         a document's start instead of its end, either way.
         """
+        if self.truncation == "longest_first" and truncate:
+            return self._make_longest_first(query, documents, max_doc_tokens, instruction, query_tokens, side)
         pairs_of, room = self._query_pairs(query, instruction, query_tokens=query_tokens)
         pairs = []
         for index, document in enumerate(documents):
@@ -59,6 +88,32 @@ class PairMaker:
                     )
                 text = _keep(text, room - len(before), side)
             pairs.append(np.asarray([*pairs_of.head, *before, *text, *pairs_of.tail], dtype=np.int32))
+        return pairs
+
+    def _make_longest_first(self, query: str, documents: Sequence[str], max_doc_tokens: int | None,
+                            instruction: str | None, query_tokens: int | None, side: Side) -> list[np.ndarray]:
+        """Pairs cut as sentence-transformers' CrossEncoder cuts them: a query past the context is
+        cut rather than refused, and a long query and a long document give up tokens alike."""
+        try:
+            whole = self.layout.for_query(query, instruction, query_tokens=query_tokens)
+        except (InstructionNotSupported, QueryCutNotSupported) as exc:
+            raise InputError(str(exc)) from None
+        query_length = whole.query_length
+        room = self.max_pair_tokens - (len(whole.head) - query_length) - len(whole.tail)
+        if room < 2:
+            raise InputTooLongError(f"the model's context of {self.max_pair_tokens} tokens leaves no room "
+                                    f"for a query and a document")
+        cut_queries = {query_length: whole}
+        pairs = []
+        for document in documents:
+            text = whole.segment(document)
+            if max_doc_tokens is not None:
+                text = _keep(text, max_doc_tokens, side)
+            kept_query, kept_text = longest_first(query_length, len(text), room)
+            if kept_query not in cut_queries:
+                cut_queries[kept_query] = self.layout.for_query(query, instruction, query_tokens=kept_query)
+            pairs_of = cut_queries[kept_query]
+            pairs.append(np.asarray([*pairs_of.head, *_keep(text, kept_text, side), *pairs_of.tail], dtype=np.int32))
         return pairs
 
     def windows(self, query: str, documents: Sequence[str], plan: WindowPlan,

@@ -23,6 +23,12 @@ CONVERT_QWEN3 = (
     "ahead of time: `make convert MODEL=Qwen/Qwen3-Reranker-4B`)."
 )
 
+CONVERT_BERT = (
+    "Serve the original checkpoint instead, which this server converts with the pooler kept: "
+    "`--model cross-encoder/ms-marco-MiniLM-L6-v2` (or your fine-tune's repository; ahead of time: "
+    "`make convert MODEL=cross-encoder/ms-marco-MiniLM-L6-v2`)."
+)
+
 
 def check_servable(info: GGUFInfo) -> None:
     """Refuse, before loading, a GGUF that llama.cpp would score silently wrong."""
@@ -55,7 +61,7 @@ def check_servable(info: GGUFInfo) -> None:
         )
     if info.architecture == "bert" and info.tokenizer_model == "bert" and "cls.weight" not in info.tensors:
         raise ModelLoadError(
-            f"{name} is a BERT cross-encoder (WordPiece vocabulary, classifier without its pooler): "
-            f"llama.cpp's converter drops BERT's pooler and llama.cpp cannot pass token type ids, "
-            f"so its scores would be wrong. Use an XLM-R reranker such as bge-reranker-v2-m3."
+            f"{name} is a BERT cross-encoder (WordPiece vocabulary) whose classifier lacks BERT's "
+            f"pooler: upstream llama.cpp's converter drops it, so every score would be wrong. "
+            f"{CONVERT_BERT}"
         )

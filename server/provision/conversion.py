@@ -54,6 +54,7 @@ PIP_ARGS_VARIABLE = "RERANK_CONVERTER_PIP_ARGS"
 CONVERTIBLE = {
     "XLMRobertaForSequenceClassification": "F32",
     "NewForSequenceClassification": "F32",
+    "BertForSequenceClassification": "F32",
     "Qwen3ForCausalLM": "F16",
 }
 # Weight types the converter writes itself; others are quantized from F16 by llama.cpp's quantizer.

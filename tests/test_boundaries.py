@@ -21,9 +21,11 @@ DIALECTS = ["dialects.jina", "dialects.tei", "dialects.infinity", "dialects.cohe
 # From a job to ranked documents, in this process.
 SERVING = ["jobs", "faults", "limits", "scoring", "settings", "service", "scheduler", "rerank", "registry"]
 ENGINE = ["engine.context", "engine.backend", "engine.batch", "engine.servable", "engine.pairs", "engine.layout",
+          "engine.causal",
           "engine.windows", "engine.classifier", "engine.gguf_info", "engine.llama_build"]
 # Pure: pairs are made from a tokenize function, servability from a GGUF header.
-WITHOUT_LLAMA_CPP = ["engine.pairs", "engine.layout", "engine.windows", "engine.servable", "engine.gguf_info"]
+WITHOUT_LLAMA_CPP = ["engine.pairs", "engine.layout", "engine.windows", "engine.servable", "engine.gguf_info",
+                     "engine.causal"]
 # From --model to a checked GGUF on disk.
 PROVISION = ["provision.catalog", "provision.model_spec", "provision.quantization", "provision.hub",
              "provision.sources", "provision.conversion", "provision.plan"]

@@ -1,11 +1,12 @@
-"""Qwen3-Reranker's two-row classifier, applied in Python to each pair's last hidden state.
+"""A causal reranker's two token rows, applied in Python to each pair's last hidden state.
 
 llama.cpp's rank pooling makes every token an output, so its graph runs the LM head (151,936 rows)
 over every token of every pair only to keep two numbers of the last one: about a tenth of
 Qwen3-Reranker-4B's work per token, and n_vocab floats of compute buffer per token. Instead the
 engine asks for unpooled embeddings of each pair's last token (the project's patch lets an unpooled
-embeddings context output only the tokens a batch marks) and applies `cls.output` here:
-P(yes) = softmax(W h)[0] = sigmoid((w_yes - w_no) . h), the arithmetic rank pooling does.
+embeddings context output only the tokens a batch marks) and applies the rows here: for Qwen3
+`cls.output`, P(yes) = softmax(W h)[0] = sigmoid((w_yes - w_no) . h), the arithmetic rank pooling
+does; for the other families of causal.py the LM head's rows of their two tokens.
 
 The rows are read from the GGUF as stored and turned into floats by ggml's own row routines, so
 every weight type llama.cpp can quantize them to is read exactly as the graph would read it.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 from functools import cache
+from typing import Literal
 
 import llama_cpp
 import numpy as np
@@ -31,16 +33,22 @@ _TO_FLOAT = {
 }
 
 
-def yes_minus_no(info: GGUFInfo, n_embd: int) -> np.ndarray | None:
-    """w_yes - w_no of the classifier in float32, or None if its rows cannot be read here (the
-    engine then keeps rank pooling)."""
-    rows = tensor_rows(info.path, {"cls.output.weight": [0, 1]})["cls.output.weight"]
-    if rows is None:
+def difference_row(info: GGUFInfo, rows: Literal["classifier", "lm_head"], token_ids: tuple[int, int],
+                   n_embd: int) -> np.ndarray | None:
+    """w_positive - w_negative in float32, from `cls.output`'s two rows or from the LM head's rows of
+    the two tokens (`output.weight`, else the token embedding a tied head reuses); None if they
+    cannot be read here (for Qwen3 the engine then keeps rank pooling)."""
+    if rows == "classifier":
+        tensor, wanted = "cls.output.weight", [0, 1]
+    else:
+        tensor, wanted = ("output.weight" if "output.weight" in info.tensors else "token_embd.weight"), list(token_ids)
+    found = tensor_rows(info.path, {tensor: wanted})[tensor]
+    if found is None:
         return None
-    ggml_type, (yes, no) = rows
+    ggml_type, (positive, negative) = found
     if ggml_type != "F32" and ggml_type not in _TO_FLOAT:
         return None
-    return _to_float(ggml_type, yes, n_embd) - _to_float(ggml_type, no, n_embd)
+    return _to_float(ggml_type, positive, n_embd) - _to_float(ggml_type, negative, n_embd)
 
 
 def p_yes(yes_minus_no_logits: np.ndarray) -> np.ndarray:

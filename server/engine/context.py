@@ -2,8 +2,8 @@
 
 The engine loads a model the header check let through (servable.py), makes pairs with the model's
 own layout (pairs.py), decodes them in batches that llama.cpp accepts, and reads one relevance
-score per pair: from rank pooling's classifier head, or for Qwen3-Reranker from each pair's last
-hidden state and the classifier's two rows (classifier.py).
+score per pair: from rank pooling's classifier head, or for a causal reranker (causal.py: Qwen3,
+mxbai-rerank-v2) from each pair's last hidden state and its two tokens' rows (classifier.py).
 It knows nothing of HTTP; it is used from one thread at a time for decoding
 (a llama context is not thread-safe), while tokenisation may run on any thread.
 """
@@ -23,11 +23,12 @@ from ..scoring import ScoreKind
 from ..settings import EngineSettings
 from .backend import ensure_backend, usable_cores
 from .batch import Batch
-from .classifier import p_yes, yes_minus_no
+from .causal import causal_reranker
+from .classifier import difference_row, p_yes
 from .gguf_info import GGUFInfo
 from .layout import Layout, SpecialTokenLayout, TemplateLayout, Tokenize
 from .pairs import PairMaker, truncation_for
-from .servable import CAUSAL_ARCHITECTURES, PROBABILITY_ARCHITECTURES, ModelLoadError, check_servable
+from .servable import ModelLoadError, check_servable
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +91,20 @@ class RerankEngine:
             self._nfc = info.pre_tokenizer in NFC_PRE_TOKENIZERS
             self.max_pair_tokens = self._context_size(settings)
             self.batch_tokens = settings.batch_tokens
-            self.causal = info.architecture in CAUSAL_ARCHITECTURES
+            self.reranker = causal_reranker(info)
+            self.causal = self.reranker is not None
             self.n_embd = llama_cpp.llama_model_n_embd(self._model)
-            self.head = yes_minus_no(info, self.n_embd) if info.architecture in PROBABILITY_ARCHITECTURES else None
+            self.head = self._head_row()
             self._ctx = self._new_context(settings)
         except BaseException:
             llama_cpp.llama_model_free(self._model)
             raise
         self.n_seq_max = llama_cpp.llama_n_seq_max(self._ctx)
         self.max_decode_tokens = llama_cpp.llama_n_batch(self._ctx)
+        template = self.reranker.template if self.reranker and self.reranker.template else info.rerank_template
         self.layout: Layout = (
-            TemplateLayout(info.rerank_template, self._tokenize, settings.instruction) if info.rerank_template
+            TemplateLayout(template, self._tokenize, settings.instruction,
+                           self.reranker.instruction if self.reranker else "{instruction}") if template
             else special_token_layout(info, self._vocab, self._tokenize)
         )
         self.pairs = PairMaker(self.layout, self.max_pair_tokens, info.unknown_token,
@@ -129,6 +133,22 @@ class RerankEngine:
                 f"are not supported by this llama.cpp version (see the log above)."
             )
         return model
+
+    def _head_row(self) -> np.ndarray | None:
+        """A causal reranker's w_positive - w_negative; None keeps llama.cpp's rank head (Qwen3's
+        `cls.output` in a type not read here)."""
+        if self.reranker is None:
+            return None
+        ids = tuple(self._tokenize(token, False) for token in (self.reranker.positive, self.reranker.negative))
+        if any(len(t) != 1 for t in ids):
+            raise ModelLoadError(f"{Path(self.info.path).name}: {self.reranker.positive!r} and "
+                                 f"{self.reranker.negative!r} are not single tokens of its vocabulary, so it "
+                                 f"is no {self.reranker.family} reranker")
+        row = difference_row(self.info, self.reranker.rows, (ids[0][0], ids[1][0]), self.n_embd)
+        if row is None and self.reranker.rows == "lm_head":
+            raise ModelLoadError(f"{Path(self.info.path).name}: the LM head's rows cannot be read "
+                                 f"(its tensor type is not one this server reads)")
+        return row
 
     def _context_size(self, settings: EngineSettings) -> int:
         """The longest pair: the setting, else the trained context; never past a position table.
@@ -160,7 +180,7 @@ class RerankEngine:
                                CAUSAL_SEQ_MAX if self.causal else self.batch_tokens)
         params.kv_unified = True
         params.embeddings = True
-        # Qwen3's head is applied to the last hidden states (classifier.py): unpooled embeddings,
+        # A causal reranker's head is applied to the last hidden states (classifier.py): unpooled embeddings,
         # of the tokens the batch marks only (the project's patch); else llama.cpp's rank head.
         params.pooling_type = (llama_cpp.LLAMA_POOLING_TYPE_NONE if self.head is not None
                                else llama_cpp.LLAMA_POOLING_TYPE_RANK)
@@ -208,8 +228,8 @@ class RerankEngine:
 
     @property
     def score_kind(self) -> ScoreKind:
-        """Qwen3's head ends in a softmax over yes/no: its score is P(yes), not a logit."""
-        return "probability" if self.info.architecture in PROBABILITY_ARCHITECTURES else "logit"
+        """A causal reranker's own (Qwen3's head ends in a softmax over yes/no: P(yes)); else a logit."""
+        return self.reranker.kind if self.reranker else "logit"
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -265,7 +285,7 @@ class RerankEngine:
             for i, end in enumerate(self._batch.ends[:count]):
                 hidden = llama_cpp.llama_get_embeddings_ith(self._ctx, int(end))
                 out[i] = np.ctypeslib.as_array(hidden, shape=(self.n_embd,)) @ self.head
-            return p_yes(out)
+            return p_yes(out) if self.score_kind == "probability" else out
         for i in range(count):
             out[i] = llama_cpp.llama_get_embeddings_seq(self._ctx, first_seq + i)[0]
         return out

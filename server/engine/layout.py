@@ -12,7 +12,7 @@ User text is never parsed for special tokens: a document containing `<|im_end|>`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -100,6 +100,7 @@ _INSTRUCTION_LINE = re.compile(r"(<Instruct>: )([^\n]*)")
 # `[<Instruct>: ]INSTRUCTION\n<Query>: QUERY[\n]`, the instruction line optional.
 _WRITTEN_QUERY = re.compile(r"(?s)(?:(?:<Instruct>: ?)?(?P<instruction>[^\n]*)\n)?<Query>: ?(?P<query>.*?)\n?")
 _DOCUMENT_MARK = "<Document>: "
+_PLACEHOLDER = re.compile(r"\{(query|instruction)\}")
 MAX_WRITTEN_LEVELS = 2
 
 
@@ -128,16 +129,24 @@ class _TemplatePairs:
 
 class TemplateLayout:
     """A `rerank` prompt template: its special-token literals become their tokens, every other
-    piece is tokenized as text with the query, the document and the instruction in place."""
+    piece is tokenized as text with the query, the document and the instruction in place.
 
-    def __init__(self, template: str, tokenize: Tokenize, default_instruction: str | None = None) -> None:
+    A template given as several pieces is tokenized piece by piece, as a model's own code does that
+    tokenizes its prompt's parts one by one (mxbai-rerank-v2). The instruction goes into Qwen3's
+    `<Instruct>: ` line, or in place of `{instruction}` as `instruction_format` says."""
+
+    def __init__(self, template: str | Sequence[str], tokenize: Tokenize, default_instruction: str | None = None,
+                 instruction_format: str = "{instruction}") -> None:
+        pieces = (template,) if isinstance(template, str) else tuple(template)
+        template = "".join(pieces)
         if "{document}" not in template:
             raise ValueError("the rerank template has no {document} placeholder")
         self.tokenize = tokenize
         found = _INSTRUCTION_LINE.search(template)
-        self.supports_instruction = found is not None
+        self.supports_instruction = found is not None or "{instruction}" in template
         self.default_instruction = default_instruction or (found.group(2) if found else None)
-        self._pieces = self._split(template)
+        self._instruction_format = instruction_format
+        self._pieces = [part for piece in pieces for part in self._split(piece)]
         # The template's text before the instruction line and after the document: vLLM users paste
         # them around their query and documents, and they are stripped with the markers.
         written = found is not None and "<Query>: {query}" in template and _DOCUMENT_MARK + "{document}" in template
@@ -185,10 +194,14 @@ class TemplateLayout:
         tail: list[int] = []
         prefix: str | None = None
 
+        values = {"query": query, "instruction": "" if instruction is None
+                  else self._instruction_format.format(instruction=instruction)}
+
         def fill(text: str) -> str:
             if instruction is not None:
                 text = _INSTRUCTION_LINE.sub(lambda m: m.group(1) + instruction, text)
-            return text.replace("{query}", query)
+            # One pass, so a query holding "{instruction}" (or the reverse) stays text.
+            return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
         for piece in self._pieces:
             out = head if prefix is None else tail

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .causal import QWEN3, causal_reranker
 from .gguf_info import RANK_HEAD_TENSORS, GGUFInfo
-
-# Architectures whose rank head ends in a softmax (llama-graph.cpp, LLAMA_POOLING_TYPE_RANK).
-PROBABILITY_ARCHITECTURES = frozenset({"qwen3", "qwen3vl"})
-# Causal rerankers keep a KV cache, so the pairs of a request can share their common prefix.
-CAUSAL_ARCHITECTURES = PROBABILITY_ARCHITECTURES
 
 
 class ModelLoadError(RuntimeError):
@@ -33,13 +29,14 @@ CONVERT_BERT = (
 def check_servable(info: GGUFInfo) -> None:
     """Refuse, before loading, a GGUF that llama.cpp would score silently wrong."""
     name = Path(info.path).name
-    if info.architecture in PROBABILITY_ARCHITECTURES and "cls.output.weight" not in info.tensors:
+    reranker = causal_reranker(info)
+    if reranker is QWEN3 and "cls.output.weight" not in info.tensors:
         raise ModelLoadError(
             f"{name} is a {info.architecture} model without the tensor cls.output.weight (the yes/no "
             f"classifier head of Qwen3-Reranker): community conversions lack it and score near zero. "
             f"{CONVERT_QWEN3}"
         )
-    if info.architecture in PROBABILITY_ARCHITECTURES and not info.rerank_template:
+    if reranker is QWEN3 and not info.rerank_template:
         raise ModelLoadError(
             f"{name} has a classifier head but no tokenizer.chat_template.rerank, so the prompt the "
             f"model was trained on is unknown. {CONVERT_QWEN3}"
@@ -53,11 +50,13 @@ def check_servable(info: GGUFInfo) -> None:
             f"here: --model Alibaba-NLP/gte-multilingual-reranker-base (or the catalog name "
             f"gte-multilingual-reranker-base)."
         )
-    if not info.has_rank_head:
+    if not info.has_rank_head and reranker is None:
         raise ModelLoadError(
             f"{name} is not a reranker: it has no classification head "
             f"(none of the tensors {', '.join(RANK_HEAD_TENSORS)}), so llama.cpp's rank pooling "
-            f"would return meaningless scores. Serve a reranker GGUF instead."
+            f"would return meaningless scores. Serve a reranker GGUF instead (a causal reranker read "
+            f"from token logits, mxbai-rerank-v2, is known by its name: `--model "
+            f"mixedbread-ai/mxbai-rerank-base-v2` converts one)."
         )
     if info.architecture == "bert" and info.tokenizer_model == "bert" and "cls.weight" not in info.tensors:
         raise ModelLoadError(

@@ -56,6 +56,7 @@ CONVERTIBLE = {
     "NewForSequenceClassification": "F32",
     "BertForSequenceClassification": "F32",
     "Qwen3ForCausalLM": "F16",
+    "Qwen2ForCausalLM": "F16",  # mxbai-rerank-v2, read from its "1"/"0" logits (engine/causal.py)
 }
 # Weight types the converter writes itself; others are quantized from F16 by llama.cpp's quantizer.
 CONVERTER_TYPES = {"F32": "f32", "F16": "f16", "BF16": "bf16", "Q8_0": "q8_0"}
@@ -98,6 +99,9 @@ def conversion_type(arch: str, repo: str, wanted: str | None) -> str:
         # llama.cpp's converter writes the yes/no head only for models it recognises as
         # Qwen3-Reranker (by name or README); a plain Qwen3 LM would convert to a non-reranker.
         raise ConversionError(f"{repo} is a Qwen3 language model, not a Qwen3-Reranker")
+    if arch == "Qwen2ForCausalLM" and "mxbai-rerank" not in repo.lower():
+        # Converted as a plain LM; the engine knows mxbai-rerank-v2 by the name the file carries.
+        raise ConversionError(f"{repo} is a Qwen2 language model, not an mxbai-rerank-v2 reranker")
     tag = canonical(wanted or CONVERTIBLE[arch])
     if tag in CONVERTER_TYPES:
         return tag

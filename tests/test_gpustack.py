@@ -1,9 +1,10 @@
 """GPUStack as the judge. GPUStack v2's own code (gpustack 2.3.0, in .venv-gpustack, run by
 tests/gpustack/driver.py) checks the backend definition in deploy/gpustack/, renders the command its
-worker would give the container, probes readiness, rewrites requests as its proxy does, and records
-usage from this server's answers, while the server runs here as a process (GPUStack itself would run
-it in a container: no container engine is here). GPUStack 0.7.1's llama-box launcher
-(tests/gpustack/driver_07.py, in .venv-gpustack07) starts the server in llama-box's place.
+worker would give the container, probes readiness, rewrites requests as its proxy does, forwards them
+through its server's and worker's proxies, and records usage from this server's answers, while the
+server runs here as a process (GPUStack itself would run it in a container: no container engine is
+here). GPUStack 0.7.1's llama-box launcher (tests/gpustack/driver_07.py, in .venv-gpustack07) starts
+the server in llama-box's place.
 
 The requests are the seed documents' (../shared/seeds/000, 001 and 003).
 """
@@ -141,6 +142,97 @@ def test_gpustacks_qwen3_templates_score_exactly_as_the_plain_request():
             assert [r["document"]["text"] for r in b["results"]] == [wrapped["documents"][r["index"]]
                                                                       for r in b["results"]]
             assert gpustack("usage", body=b)["recorded"][0]["input"] == b["usage"]["prompt_tokens"]
+    finally:
+        srv.stop()
+
+
+def through_gpustack(srv: RunningServer, model: str, requests: list[dict], env: dict[str, str] | None = None):
+    """The requests as a client sends them, with a GPUStack API key, to GPUStack 2.3.0's own server app
+    (create_app), whose proxy forwards them through its worker's own inference proxy to `srv`; only the
+    database's rows are stood in (driver.py `proxy`). Each answer, with what GPUStack's usage recorder
+    buffered for it and what GPUStack logged at warning level."""
+    run = gpustack("proxy", port=srv.port, model=model, env=env or {}, requests=requests)
+    assert run["database_connections"] == 0, "GPUStack made a lookup that no stand-in answered"
+    return run["answers"]
+
+
+def direct(srv: RunningServer, path: str, bodies: list[dict]) -> list[httpx.Response]:
+    """The server's own answers to the requests, sent to it directly."""
+    return [httpx.post(f"{srv.url}{path}", json=body, timeout=60) for body in bodies]
+
+
+def answer_of(text: str) -> dict:
+    """An answer less what differs between two answers to one request: its id and time."""
+    body = json.loads(text)
+    body.pop("id", None)
+    body.pop("created", None)
+    return body
+
+
+def metered(tokens: int, model: str) -> list[dict]:
+    """What GPUStack's recorder buffers for a rerank answer of `tokens` prompt tokens: one row, under
+    the key's user and the key."""
+    return [{"input": tokens, "output": 0, "total": tokens, "operation": "rerank", "model": model, "user_id": 3,
+             "api_key": True}]
+
+
+def test_gpustacks_proxy_forwards_the_seed_and_meters_its_v1_rerank_answer():
+    """Seed 001 through GPUStack: its /v1/rerank route and /v1/score (its proxy forwards that too) reach
+    the server by way of the worker, and the client gets the server's own answer. GPUStack's usage
+    middleware meters /v1/rerank with the server's prompt tokens and has no branch for /v1/score, which
+    is answered but not metered. /v2/rerank is routed by GPUStack's gateway (Higress) alone: its
+    server's proxy answers 404 while the server itself serves it. A wrong key never reaches the server."""
+    srv, _ = rendered_server(XLMR, "bge-reranker-v2-m3", [])
+    rerank = {"model": "bge-reranker-v2-m3", **PANDA}
+    score = {"model": "bge-reranker-v2-m3", "text_1": PANDA["query"], "text_2": PANDA["documents"]}
+    try:
+        wait_ready_by_gpustack(srv)
+        proxied = through_gpustack(srv, "bge-reranker-v2-m3", [
+            {"path": "/v1/rerank", "body": rerank}, {"path": "/v1/score", "body": score},
+            {"path": "/v2/rerank", "body": rerank},
+            {"path": "/v1/rerank", "body": rerank, "key": "gpustack_0123456789abcdef_" + "0" * 32}])
+        answers = direct(srv, "/v1/rerank", [rerank]) + direct(srv, "/v1/score", [score]) + \
+            direct(srv, "/v2/rerank", [rerank])
+    finally:
+        srv.stop()
+    for got, answer in zip(proxied[:2], answers[:2]):
+        assert (got["status"], got["content_type"], got["logged"]) == (200, "application/json", [])
+        assert answer_of(got["body"]) == answer_of(answer.text)
+    assert proxied[0]["recorded"] == metered(answers[0].json()["usage"]["prompt_tokens"], "bge-reranker-v2-m3")
+    assert proxied[1]["recorded"] == [], "GPUStack 2.3.0 meters no /v1/score answer"
+    assert (proxied[2]["status"], answers[2].status_code) == (404, 200), "only GPUStack's gateway routes /v2/rerank"
+    assert proxied[3]["status"] == 401 and proxied[3]["recorded"] == []
+
+
+def test_the_qwen3_seeds_through_gpustacks_proxy_are_answered_and_metered_as_the_server_answers():
+    """Seeds 000 and 003 through GPUStack's proxy to a Qwen3 reranker, without and with
+    GPUSTACK_APPLY_QWEN3_RERANKER_TEMPLATES in the deployment's environment: the client gets the
+    server's answer to the request as GPUStack forwards it (wrapped on /v1/rerank when the templates are
+    on), with the plain request's scores and usage, and GPUStack meters the server's prompt tokens;
+    /v1/score is forwarded as sent, and not metered."""
+    srv, _ = rendered_server(QWEN3, "qwen3-reranker-4b", [])
+    seeds = [{"model": "qwen3-reranker-4b", **seed} for seed in (PANDA, REGOLO)]
+    scores = [{"model": "qwen3-reranker-4b", "text_1": seed["query"], "text_2": seed["documents"]}
+              for seed in (PANDA, REGOLO)]
+    try:
+        wait_ready_by_gpustack(srv)
+        plain, scored = direct(srv, "/v1/rerank", seeds), direct(srv, "/v1/score", scores)
+        for env in ({}, QWEN3_TEMPLATES):
+            proxied = through_gpustack(srv, "qwen3-reranker-4b",
+                                       [{"path": "/v1/rerank", "body": body} for body in seeds]
+                                       + [{"path": "/v1/score", "body": body} for body in scores], env=env)
+            forwarded = [gpustack("mutate", body=dict(body), env=env) for body in seeds] if env else seeds
+            assert all(body["query"].startswith("<|im_start|>system") for body in forwarded) is bool(env)
+            for got, answer, alone in zip(proxied[:2], direct(srv, "/v1/rerank", forwarded), plain):
+                assert (got["status"], got["content_type"], got["logged"]) == (200, "application/json", [])
+                assert answer_of(got["body"]) == answer_of(answer.text)
+                assert answer.json()["usage"] == alone.json()["usage"]
+                assert [(r["index"], r["relevance_score"]) for r in answer.json()["results"]] == \
+                       [(r["index"], r["relevance_score"]) for r in alone.json()["results"]]
+                assert got["recorded"] == metered(answer.json()["usage"]["prompt_tokens"], "qwen3-reranker-4b")
+            for got, answer in zip(proxied[2:], scored):
+                assert (got["status"], got["recorded"], got["logged"]) == (200, [], [])
+                assert answer_of(got["body"]) == answer_of(answer.text)
     finally:
         srv.stop()
 

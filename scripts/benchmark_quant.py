@@ -8,7 +8,8 @@ bge-reranker-base), this script
 2. serves each file with the service and measures the 3-document p50 latency, the 64-document
    documents/s and the peak RSS, with the 64-document scores;
 3. scores the same 64 documents with transformers (fp32, the reference) and with ONNX Runtime
-   (the checkpoint exported by torch.onnx, fp32), timing ONNX Runtime on the same workloads;
+   (the checkpoint exported by torch.onnx, fp32, and that export quantized to int8 by ONNX
+   Runtime's `quantize_dynamic` with per-channel weights), timing ONNX Runtime on the same workloads;
 4. reports each type's drift: the largest |score - F32's| and |score - transformers'|, how many
    of the 64 documents change rank against transformers' order, and the Spearman correlation of
    the two rankings; and the CPU's features as llama.cpp reports them (llama_print_system_info).
@@ -82,9 +83,10 @@ def fixture_reference(hf_dir: Path, spec_path: Path) -> None:
     json.dump({"scores": scores, "transformers": __import__("transformers").__version__}, sys.stdout)
 
 
-def fixture_onnx(hf_dir: Path, spec_path: Path, threads: int, onnx_path: Path) -> None:
-    """Export the checkpoint to ONNX once, then time ONNX Runtime on the latency and bulk
-    workloads (tokenising included, as a server would); JSON on stdout."""
+def fixture_onnx(hf_dir: Path, spec_path: Path, threads: int, onnx_path: Path, int8: bool = False) -> None:
+    """Export the checkpoint to ONNX once (and quantize it to int8 once, with `int8`), then time
+    ONNX Runtime on the latency and bulk workloads (tokenising included, as a server would); JSON
+    on stdout."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -102,6 +104,13 @@ def fixture_onnx(hf_dir: Path, spec_path: Path, threads: int, onnx_path: Path) -
                           dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "logits": {0: "batch"}},
                           opset_version=17, dynamo=False)
         del model
+    if int8:
+        quantized = onnx_path.with_name(onnx_path.stem + "-int8.onnx")
+        if not quantized.exists():
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(onnx_path), str(quantized), per_channel=True, weight_type=QuantType.QInt8)
+        onnx_path = quantized
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -128,7 +137,8 @@ def fixture_onnx(hf_dir: Path, spec_path: Path, threads: int, onnx_path: Path) -
     score(bulk["query"], bulk["documents"][:8])
     bulk_times = [timed(bulk) for _ in range(spec["bulk_runs"])]
     json.dump({"latency_s": latencies, "bulk_s": bulk_times, "scores": score(bulk["query"], bulk["documents"]),
-               "peak_rss_mib": bench.peak_rss_self_mib(), "onnxruntime": ort.__version__}, sys.stdout)
+               "peak_rss_mib": bench.peak_rss_self_mib(), "onnxruntime": ort.__version__,
+               "file_mib": onnx_path.stat().st_size / 2**20}, sys.stdout)
 
 
 # -- under the service venv ---------------------------------------------------------------------
@@ -225,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         fixture_reference(Path(args[1]), Path(args[2]))
         return
     if args[:1] == ["_onnx"]:
-        fixture_onnx(Path(args[1]), Path(args[2]), int(args[3]), Path(args[4]))
+        fixture_onnx(Path(args[1]), Path(args[2]), int(args[3]), Path(args[4]), int8=args[5:6] == ["int8"])
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hf-dir", type=Path, help="checkpoint (default: the --shape of scripts/benchmark.py)")
@@ -265,13 +275,15 @@ def main(argv: Sequence[str] | None = None) -> None:
               flush=True)
     onnx: dict[str, Any] = {}
     if not (hf_dir / "config.json").read_text().count("Qwen3ForCausalLM"):  # ONNX Runtime: the encoders
-        onnx = fixture_json("_onnx", str(hf_dir), str(spec), str(opts.threads), str(out_dir / "model.onnx"))
-        runs["ONNX Runtime fp32"] = {
-            "latency_p50_ms": bench.percentile(onnx["latency_s"], 50) * 1000,
-            "bulk_docs_per_s": len(workloads.bulk.documents) / statistics.median(onnx["bulk_s"]),
-            "peak_rss_mib": onnx["peak_rss_mib"], "scores": onnx["scores"], "load_average": bench.load_average(),
-            "file_mib": (out_dir / "model.onnx").stat().st_size / 2**20,
-        }
+        for precision in ("fp32", "int8"):
+            onnx = fixture_json("_onnx", str(hf_dir), str(spec), str(opts.threads), str(out_dir / "model.onnx"),
+                                precision)
+            runs[f"ONNX Runtime {precision}"] = {
+                "latency_p50_ms": bench.percentile(onnx["latency_s"], 50) * 1000,
+                "bulk_docs_per_s": len(workloads.bulk.documents) / statistics.median(onnx["bulk_s"]),
+                "peak_rss_mib": onnx["peak_rss_mib"], "scores": onnx["scores"],
+                "load_average": bench.load_average(), "file_mib": onnx["file_mib"],
+            }
     f32 = runs.get("F32", {}).get("scores", reference["scores"])
     for run in runs.values():
         run["vs_f32"] = drift(run["scores"], f32)

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from ..faults import InputError, InputTooLongError, TooManyWindows
-from .layout import InstructionNotSupported, Layout, QueryCutNotSupported
+from .layout import InstructionNotSupported, Layout, QueryCutNotSupported, QueryPairs
 from .windows import WindowPlan, window_spans
 
 Side = Literal["right", "left"]
@@ -94,10 +94,7 @@ class PairMaker:
                             instruction: str | None, query_tokens: int | None, side: Side) -> list[np.ndarray]:
         """Pairs cut as sentence-transformers' CrossEncoder cuts them: a query past the context is
         cut rather than refused, and a long query and a long document give up tokens alike."""
-        try:
-            whole = self.layout.for_query(query, instruction, query_tokens=query_tokens)
-        except (InstructionNotSupported, QueryCutNotSupported) as exc:
-            raise InputError(str(exc)) from None
+        whole = self._for_query(query, instruction, query_tokens=query_tokens)
         query_length = whole.query_length
         room = self.max_pair_tokens - (len(whole.head) - query_length) - len(whole.tail)
         if room < 2:
@@ -111,7 +108,7 @@ class PairMaker:
                 text = _keep(text, max_doc_tokens, side)
             kept_query, kept_text = longest_first(query_length, len(text), room)
             if kept_query not in cut_queries:
-                cut_queries[kept_query] = self.layout.for_query(query, instruction, query_tokens=kept_query)
+                cut_queries[kept_query] = self._for_query(query, instruction, query_tokens=kept_query)
             pairs_of = cut_queries[kept_query]
             pairs.append(np.asarray([*pairs_of.head, *_keep(text, kept_text, side), *pairs_of.tail], dtype=np.int32))
         return pairs
@@ -147,13 +144,18 @@ class PairMaker:
                 owners.append(index)
         return pairs, owners
 
+    def _for_query(self, query: str, instruction: str | None, max_query_tokens: int | None = None,
+                   query_tokens: int | None = None) -> QueryPairs:
+        """The layout's pairs of the query; what the layout cannot do is the client's error."""
+        try:
+            return self.layout.for_query(query, instruction, max_query_tokens, query_tokens)
+        except (InstructionNotSupported, QueryCutNotSupported) as exc:
+            raise InputError(str(exc)) from None
+
     def _query_pairs(self, query: str, instruction: str | None, max_query_tokens: int | None = None,
                      query_tokens: int | None = None):
         """The request's fixed parts, and how many segment tokens a pair may hold."""
-        try:
-            pairs_of = self.layout.for_query(query, instruction, max_query_tokens, query_tokens)
-        except (InstructionNotSupported, QueryCutNotSupported) as exc:
-            raise InputError(str(exc)) from None
+        pairs_of = self._for_query(query, instruction, max_query_tokens, query_tokens)
         room = self.max_pair_tokens - len(pairs_of.head) - len(pairs_of.tail)
         if room - pairs_of.floor < 1:
             used = self.max_pair_tokens - room + pairs_of.floor

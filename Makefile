@@ -133,15 +133,19 @@ $(BCE_VENV)/.installed:
 	$(BCE_VENV)/bin/pip install --quiet --no-deps BCEmbedding==0.1.5   # datasets, sentence-transformers unused
 	touch $@
 
-# mxbai-rerank 0.1.6 (mxbai-rerank-v2's own library, the reference) needs transformers 4.
-MXBAI_VENV ?= .venv-mxbai
+# The references that need transformers 4: mxbai-rerank 0.1.6 (mxbai-rerank-v2's own library) and
+# FlagEmbedding 1.4.2 (bge-reranker-v2-gemma's), whose imports need datasets and peft but not its
+# training dependencies (ir-datasets, sentence-transformers).
+T4_VENV ?= .venv-transformers4
 
-$(MXBAI_VENV)/.installed:
-	$(PYTHON) -m venv $(MXBAI_VENV)
-	$(MXBAI_VENV)/bin/pip install --quiet torch==2.13.0 transformers==4.57.6 safetensors numpy mxbai-rerank==0.1.6
+$(T4_VENV)/.installed:
+	$(PYTHON) -m venv $(T4_VENV)
+	$(T4_VENV)/bin/pip install --quiet torch==2.13.0 transformers==4.57.6 safetensors numpy mxbai-rerank==0.1.6 \
+	  sentencepiece==0.2.3 protobuf datasets==3.6.0 peft==0.17.1 accelerate==1.10.1
+	$(T4_VENV)/bin/pip install --quiet --no-deps FlagEmbedding==1.4.2
 	touch $@
 
-fixtures: $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed $(MXBAI_VENV)/.installed
+fixtures: $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed $(T4_VENV)/.installed
 	$(FIXTURE_VENV)/bin/python scripts/make_fixtures.py --llama-cpp-src $(LLAMA_SRC)
 	$(BCE_VENV)/bin/python scripts/fixtures_windows.py
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_windows.py --check
@@ -149,7 +153,8 @@ fixtures: $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed $
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_qwen3.py --llama-cpp-src $(LLAMA_SRC) --check-python $(PY)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_gte.py --llama-cpp-src $(LLAMA_SRC)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_bert.py
-	$(MXBAI_VENV)/bin/python scripts/fixtures_mxbai.py
+	$(T4_VENV)/bin/python scripts/fixtures_mxbai.py
+	$(T4_VENV)/bin/python scripts/fixtures_gemma.py
 
 # Service vs llama-server (built from the same llama.cpp) on generated models; see README, Performance.
 # The fixture venv generates the models; sentence-transformers there runs the CrossEncoder column.
@@ -179,4 +184,4 @@ lock: $(VENV)/.installed
 	$(PY) scripts/lock.py --gguf-py $(LLAMA_SRC)/gguf-py
 
 clean:
-	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) $(MXBAI_VENV) $(GPUSTACK_VENV) $(GPUSTACK07_VENV) .cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FIXTURE_VENV) $(CONVERT_VENV) $(BCE_VENV) $(T4_VENV) $(GPUSTACK_VENV) $(GPUSTACK07_VENV) .cache .pytest_cache *.egg-info

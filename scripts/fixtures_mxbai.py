@@ -20,7 +20,7 @@ Writes to `tests/fixtures/`:
 
 Usage (`make fixtures` runs it, after fixtures_qwen3.py; mxbai-rerank 0.1.6 needs transformers 4,
 whose `prepare_for_model` transformers 5 removed, hence a venv of its own):
-    .venv-mxbai/bin/python scripts/fixtures_mxbai.py [--out-dir DIR]
+    .venv-transformers4/bin/python scripts/fixtures_mxbai.py [--out-dir DIR]
 """
 
 from __future__ import annotations

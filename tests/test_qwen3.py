@@ -116,7 +116,7 @@ def test_shared_prefix_scores_equal_the_unshared_path(qwen3_reference):
 
 def rank_pooling_engine(monkeypatch: pytest.MonkeyPatch, path: Path = QWEN3, **settings) -> RerankEngine:
     """The engine with llama.cpp's rank head (its path when the classifier's rows cannot be read)."""
-    monkeypatch.setattr(engine_module, "difference_row", lambda info, rows, token_ids, n_embd: None)
+    monkeypatch.setattr(engine_module, "head_row", lambda info, rows, token_ids, n_embd: None)
     return RerankEngine(read_gguf_info(path), EngineSettings(**settings))
 
 

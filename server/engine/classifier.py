@@ -6,7 +6,7 @@ Qwen3-Reranker-4B's work per token, and n_vocab floats of compute buffer per tok
 engine asks for unpooled embeddings of each pair's last token (the project's patch lets an unpooled
 embeddings context output only the tokens a batch marks) and applies the rows here: for Qwen3
 `cls.output`, P(yes) = softmax(W h)[0] = sigmoid((w_yes - w_no) . h), the arithmetic rank pooling
-does; for the other families of causal.py the LM head's rows of their two tokens.
+does; for the other families of causal.py the LM head's rows of their tokens.
 
 The rows are read from the GGUF as stored and turned into floats by ggml's own row routines, so
 every weight type llama.cpp can quantize them to is read exactly as the graph would read it.
@@ -33,11 +33,12 @@ _TO_FLOAT = {
 }
 
 
-def difference_row(info: GGUFInfo, rows: Literal["classifier", "lm_head"], token_ids: tuple[int, int],
-                   n_embd: int) -> np.ndarray | None:
-    """w_positive - w_negative in float32, from `cls.output`'s two rows or from the LM head's rows of
-    the two tokens (`output.weight`, else the token embedding a tied head reuses); None if they
-    cannot be read here (for Qwen3 the engine then keeps rank pooling)."""
+def head_row(info: GGUFInfo, rows: Literal["classifier", "lm_head"], token_ids: tuple[int, ...],
+             n_embd: int) -> np.ndarray | None:
+    """The row whose product with h is the score, in float32: w_positive - w_negative, from
+    `cls.output`'s two rows or from the LM head's rows of the tokens (`output.weight`, else the token
+    embedding a tied head reuses), or w_positive alone for a family scored by one token's logit; None
+    if they cannot be read here (for Qwen3 the engine then keeps rank pooling)."""
     if rows == "classifier":
         tensor, wanted = "cls.output.weight", [0, 1]
     else:
@@ -45,10 +46,11 @@ def difference_row(info: GGUFInfo, rows: Literal["classifier", "lm_head"], token
     found = tensor_rows(info.path, {tensor: wanted})[tensor]
     if found is None:
         return None
-    ggml_type, (positive, negative) = found
+    ggml_type, stored = found
     if ggml_type != "F32" and ggml_type not in _TO_FLOAT:
         return None
-    return _to_float(ggml_type, positive, n_embd) - _to_float(ggml_type, negative, n_embd)
+    positive, *negative = (_to_float(ggml_type, row, n_embd) for row in stored)
+    return positive - negative[0] if negative else positive
 
 
 def p_yes(yes_minus_no_logits: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from ..settings import EngineSettings
 from .backend import ensure_backend, usable_cores
 from .batch import Batch
 from .causal import causal_reranker
-from .classifier import difference_row, p_yes
+from .classifier import head_row, p_yes
 from .gguf_info import GGUFInfo
 from .layout import Layout, SpecialTokenLayout, TemplateLayout, Tokenize
 from .pairs import PairMaker, truncation_for
@@ -103,7 +103,8 @@ class RerankEngine:
         self.max_decode_tokens = llama_cpp.llama_n_batch(self._ctx)
         template = self.reranker.template if self.reranker and self.reranker.template else info.rerank_template
         self.layout: Layout = (
-            TemplateLayout(template, self._tokenize, settings.instruction,
+            TemplateLayout(template, self._tokenize,
+                           settings.instruction or (self.reranker.default_instruction if self.reranker else None),
                            self.reranker.instruction if self.reranker else "{instruction}") if template
             else special_token_layout(info, self._vocab, self._tokenize)
         )
@@ -135,16 +136,16 @@ class RerankEngine:
         return model
 
     def _head_row(self) -> np.ndarray | None:
-        """A causal reranker's w_positive - w_negative; None keeps llama.cpp's rank head (Qwen3's
-        `cls.output` in a type not read here)."""
+        """A causal reranker's w_positive - w_negative (or w_positive); None keeps llama.cpp's rank
+        head (Qwen3's `cls.output` in a type not read here)."""
         if self.reranker is None:
             return None
-        ids = tuple(self._tokenize(token, False) for token in (self.reranker.positive, self.reranker.negative))
+        tokens = [t for t in (self.reranker.positive, self.reranker.negative) if t is not None]
+        ids = [self._tokenize(token, False) for token in tokens]
         if any(len(t) != 1 for t in ids):
-            raise ModelLoadError(f"{Path(self.info.path).name}: {self.reranker.positive!r} and "
-                                 f"{self.reranker.negative!r} are not single tokens of its vocabulary, so it "
-                                 f"is no {self.reranker.family} reranker")
-        row = difference_row(self.info, self.reranker.rows, (ids[0][0], ids[1][0]), self.n_embd)
+            raise ModelLoadError(f"{Path(self.info.path).name}: {' and '.join(map(repr, tokens))} are not "
+                                 f"single tokens of its vocabulary, so it is no {self.reranker.family} reranker")
+        row = head_row(self.info, self.reranker.rows, tuple(t[0] for t in ids), self.n_embd)
         if row is None and self.reranker.rows == "lm_head":
             raise ModelLoadError(f"{Path(self.info.path).name}: the LM head's rows cannot be read "
                                  f"(its tensor type is not one this server reads)")

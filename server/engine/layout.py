@@ -92,8 +92,9 @@ class SpecialTokenLayout:
                                   len(tokens))
 
 
-# Special-token literals of chat templates (`<|im_start|>`, `<think>`); each is checked to be one token.
-_SPECIAL_LITERAL = re.compile(r"<\|[^|<>\s]+\|>|</?think>")
+# Special-token literals of chat templates (`<|im_start|>`, `<think>`) and Gemma's `<bos>`; each is
+# checked to be one token.
+_SPECIAL_LITERAL = re.compile(r"<\|[^|<>\s]+\|>|</?think>|<bos>")
 # Qwen3-Reranker's instruction line in its rerank template.
 _INSTRUCTION_LINE = re.compile(r"(<Instruct>: )([^\n]*)")
 # A query written the way vLLM users format Qwen3 prompts by hand (and regolo's example):

@@ -54,9 +54,10 @@ def check_servable(info: GGUFInfo) -> None:
         raise ModelLoadError(
             f"{name} is not a reranker: it has no classification head "
             f"(none of the tensors {', '.join(RANK_HEAD_TENSORS)}), so llama.cpp's rank pooling "
-            f"would return meaningless scores. Serve a reranker GGUF instead (a causal reranker read "
-            f"from token logits, mxbai-rerank-v2, is known by its name: `--model "
-            f"mixedbread-ai/mxbai-rerank-base-v2` converts one)."
+            f"would return meaningless scores. Serve a reranker GGUF instead (the causal rerankers read "
+            f"from token logits, mxbai-rerank-v2 and bge-reranker-v2-gemma, are known by their names: "
+            f"`--model mixedbread-ai/mxbai-rerank-base-v2` or `--model BAAI/bge-reranker-v2-gemma` "
+            f"converts one)."
         )
     if info.architecture == "bert" and info.tokenizer_model == "bert" and "cls.weight" not in info.tensors:
         raise ModelLoadError(

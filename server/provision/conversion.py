@@ -57,6 +57,7 @@ CONVERTIBLE = {
     "BertForSequenceClassification": "F32",
     "Qwen3ForCausalLM": "F16",
     "Qwen2ForCausalLM": "F16",  # mxbai-rerank-v2, read from its "1"/"0" logits (engine/causal.py)
+    "GemmaForCausalLM": "F16",  # bge-reranker-v2-gemma, read from its "Yes" logit (engine/causal.py)
 }
 # Weight types the converter writes itself; others are quantized from F16 by llama.cpp's quantizer.
 CONVERTER_TYPES = {"F32": "f32", "F16": "f16", "BF16": "bf16", "Q8_0": "q8_0"}
@@ -102,6 +103,8 @@ def conversion_type(arch: str, repo: str, wanted: str | None) -> str:
     if arch == "Qwen2ForCausalLM" and "mxbai-rerank" not in repo.lower():
         # Converted as a plain LM; the engine knows mxbai-rerank-v2 by the name the file carries.
         raise ConversionError(f"{repo} is a Qwen2 language model, not an mxbai-rerank-v2 reranker")
+    if arch == "GemmaForCausalLM" and "bge-reranker" not in repo.lower():
+        raise ConversionError(f"{repo} is a Gemma language model, not a bge-reranker-v2-gemma reranker")
     tag = canonical(wanted or CONVERTIBLE[arch])
     if tag in CONVERTER_TYPES:
         return tag

@@ -153,6 +153,7 @@ fixtures: $(VENV)/.installed $(FIXTURE_VENV)/.installed $(BCE_VENV)/.installed $
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_qwen3.py --llama-cpp-src $(LLAMA_SRC) --check-python $(PY)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_gte.py --llama-cpp-src $(LLAMA_SRC)
 	$(FIXTURE_VENV)/bin/python scripts/fixtures_bert.py
+	$(FIXTURE_VENV)/bin/python scripts/fixtures_modernbert.py
 	$(T4_VENV)/bin/python scripts/fixtures_mxbai.py
 	$(T4_VENV)/bin/python scripts/fixtures_gemma.py
 

@@ -57,10 +57,11 @@ def engine() -> Iterator[RerankEngine]:
     engine.close()
 
 
-def assert_ranked_as(body: dict, expected: list[float], prompt_tokens: int, name: str = "") -> None:
+def assert_ranked_as(body: dict, expected: list[float], prompt_tokens: int, name: str = "",
+                     atol: float = TOLERANCE) -> None:
     """A /v1/rerank answer scores every document as `expected`, in its order, with that usage."""
     got = {r["index"]: r["relevance_score"] for r in body["results"]}
-    np.testing.assert_allclose([got[i] for i in range(len(expected))], expected, atol=TOLERANCE, err_msg=name)
+    np.testing.assert_allclose([got[i] for i in range(len(expected))], expected, atol=atol, err_msg=name)
     assert [r["index"] for r in body["results"]] == np.argsort(-np.array(expected)).tolist(), name
     assert body["usage"]["prompt_tokens"] == prompt_tokens, name
 

@@ -10,13 +10,14 @@ from server.provision.sources import ModelSourceError, resolve_model
 
 from .conftest import XLMR
 
-FAMILIES = {"bge", "bce", "jina", "jina-v2", "gte", "qwen3", "cross-encoder", "mxbai", "bge-gemma"}
+FAMILIES = {"bge", "bce", "jina", "jina-v2", "gte", "qwen3", "cross-encoder", "mxbai", "bge-gemma", "modernbert"}
 PRODUCT_MODELS = {
     "bge-reranker-v2-m3", "bge-reranker-base", "bce-reranker-base_v1", "jina-reranker-v1-tiny-en",
     "jina-reranker-v1-turbo-en", "jina-reranker-v2-base-multilingual", "gte-multilingual-reranker-base",
     "Qwen3-Reranker-0.6B", "Qwen3-Reranker-4B", "Qwen3-Reranker-8B",
     "ms-marco-MiniLM-L6-v2", "ms-marco-MiniLM-L12-v2", "ms-marco-TinyBERT-L2-v2",
     "mxbai-rerank-base-v2", "mxbai-rerank-large-v2", "bge-reranker-v2-gemma",
+    "gte-reranker-modernbert-base",
 }
 
 

@@ -22,8 +22,11 @@ Truncation = Literal["only_second", "longest_first"]
 
 
 def truncation_for(architecture: str, tokenizer_model: str | None) -> Truncation:
-    """BERT cross-encoders with a WordPiece vocabulary are scored through sentence-transformers."""
-    return "longest_first" if (architecture, tokenizer_model) == ("bert", "bert") else "only_second"
+    """BERT cross-encoders with a WordPiece vocabulary and ModernBERT ones are scored through
+    sentence-transformers' CrossEncoder, which cuts the pair `longest_first`."""
+    if (architecture, tokenizer_model) == ("bert", "bert") or architecture == "modern-bert":
+        return "longest_first"
+    return "only_second"
 
 
 def longest_first(query: int, document: int, room: int) -> tuple[int, int]:

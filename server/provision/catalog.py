@@ -15,7 +15,7 @@ from ..engine.windows import LongDocuments, WindowStyle
 
 DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "models.yaml"
 
-Family = Literal["bge", "bce", "jina", "jina-v2", "gte", "qwen3", "cross-encoder", "mxbai", "bge-gemma"]
+Family = Literal["bge", "bce", "jina", "jina-v2", "gte", "qwen3", "cross-encoder", "mxbai", "bge-gemma", "modernbert"]
 
 
 class CatalogEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

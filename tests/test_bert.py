@@ -21,7 +21,7 @@ from server.engine.context import RerankEngine
 from server.engine.gguf_info import read_gguf_info
 from server.settings import EngineSettings
 
-from .conftest import FIXTURES, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, RunningServer, assert_ranked_as
+from .conftest import FIXTURES, TOLERANCE, TOLERANCE_NO_FLASH_ATTN, RunningServer, assert_ranked_as, fetch_only
 from .minilm import build_checkpoint, digest
 from .stand_in_hub import StandInHub, checkpoint_files
 from .test_hub import hub_env
@@ -57,9 +57,7 @@ def env(hub, tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def converted(env) -> Path:
     """The catalog entry fetched and converted once, as `make convert` would."""
-    code, out = RunningServer("--model", MODEL, "--fetch-only", env=env).wait_exit(timeout=600)
-    assert code == 0, out
-    return Path(out.strip().splitlines()[-1].split("\t")[1])
+    return fetch_only(MODEL, env)
 
 
 def test_the_conversion_keeps_the_pooler_and_both_token_types(converted):

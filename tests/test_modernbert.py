@@ -22,7 +22,7 @@ from server.engine.context import RerankEngine
 from server.engine.gguf_info import read_gguf_info
 from server.settings import EngineSettings
 
-from .conftest import FIXTURES, RunningServer, assert_ranked_as
+from .conftest import FIXTURES, RunningServer, assert_ranked_as, fetch_only
 from .stand_in_hub import StandInHub, checkpoint_files
 from .test_hub import hub_env
 
@@ -53,15 +53,9 @@ def env(tmp_path_factory) -> Iterator[dict[str, str]]:
     hub.stop()
 
 
-def convert(env: dict[str, str], model: str) -> Path:
-    code, out = RunningServer("--model", model, "--fetch-only", env=env).wait_exit(timeout=600)
-    assert code == 0, out
-    return Path(out.strip().splitlines()[-1].split("\t")[1])
-
-
 @pytest.fixture(scope="module")
 def converted(env) -> dict[str, Path]:
-    return {"mean": convert(env, MODEL), "cls": convert(env, CLS_REPO)}
+    return {"mean": fetch_only(MODEL, env), "cls": fetch_only(CLS_REPO, env)}
 
 
 def scores_of(path: Path, c: dict, **settings) -> tuple[list[list[int]], np.ndarray]:

@@ -23,7 +23,7 @@ from server.engine.gguf_info import read_gguf_info
 from server.provision.conversion import ConversionError, conversion_type
 from server.settings import EngineSettings
 
-from .conftest import FIXTURES, QWEN3_CHECKPOINT, RunningServer, assert_ranked_as
+from .conftest import FIXTURES, QWEN3_CHECKPOINT, RunningServer, assert_ranked_as, fetch_only
 from .stand_in_hub import StandInHub, checkpoint_files
 from .test_hub import hub_env
 
@@ -51,9 +51,7 @@ def env(tmp_path_factory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def converted(env) -> Path:
-    code, out = RunningServer("--model", MODEL, "--fetch-only", env=env).wait_exit(timeout=600)
-    assert code == 0, out
-    return Path(out.strip().splitlines()[-1].split("\t")[1])
+    return fetch_only(MODEL, env)
 
 
 @pytest.fixture(scope="module")

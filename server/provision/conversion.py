@@ -167,14 +167,15 @@ class ConverterEnv:
 
     def _fetch_sources(self) -> None:
         """llama.cpp's converter from the sdist of the llama-cpp-python version the engine runs, with
-        the project's patch (src/ comes too, so that the patch applies whole)."""
+        the project's patch (src/ and ggml-cpu's sources come too, so that the patch applies whole)."""
         version = llama_cpp.__version__
         with tempfile.TemporaryDirectory() as tmp:
             self._run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                        "-d", tmp, f"llama-cpp-python=={version}"], f"downloading llama-cpp-python {version}'s sources")
             (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
             prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
-            wanted = tuple(f"{prefix}{part}" for part in ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "src/"))
+            wanted = tuple(f"{prefix}{part}" for part in ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "src/",
+                                                           "ggml/src/ggml-cpu/"))
             with tarfile.open(sdist) as tar:
                 members = [m for m in tar.getmembers() if m.name.startswith(wanted)]
                 for member in members:

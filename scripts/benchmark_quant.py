@@ -5,8 +5,10 @@ For one Hugging Face checkpoint (default: scripts/benchmark.py's base shape, XLM
 bge-reranker-base), this script
 1. converts it with llama.cpp's converter to F32, F16, BF16 and Q8_0, and quantizes the F16 file
    to Q4_K_M with llama.cpp's quantizer (the service's own `quantize`, the library llama-quantize is);
-2. serves each file with the service and measures the 3-document p50 latency, the 64-document
-   documents/s and the peak RSS, with the 64-document scores;
+2. serves each file with the service, then with llama-server built from the same patched llama.cpp
+   (`--no-peer` skips it), and measures the 3-document p50 latency, the 64-document documents/s
+   and the peak RSS, with the 64-document scores; each measurement waits for the 1-minute load
+   average to fall below `--quiet-load`;
 3. scores the same 64 documents with transformers (fp32, the reference) and with ONNX Runtime
    (the checkpoint exported by torch.onnx, fp32, and that export quantized to int8 by ONNX
    Runtime's `quantize_dynamic` with per-channel weights), timing ONNX Runtime on the same workloads;
@@ -186,12 +188,30 @@ def drift(scores: list[float], against: list[float]) -> dict[str, float]:
             "spearman": 1 - 6 * squares / (n * (n * n - 1)) if n > 1 else 1.0}
 
 
-def measure_type(gguf: Path, threads: int, workloads: bench.Workloads, opts: argparse.Namespace) -> dict[str, Any]:
+def wait_for_quiet(threshold: float, timeout_s: float = 300) -> None:
+    """Start a measurement only once the 1-minute load has fallen below `threshold` (or after
+    `timeout_s`, with a warning): a busy machine skews the figure of whichever engine meets it."""
+    deadline = time.monotonic() + timeout_s
+    while bench.load_average()[0] > threshold:
+        if time.monotonic() > deadline:
+            print(f"  load still {bench.load_average()[0]:.2f} after {timeout_s:.0f}s; measuring anyway", flush=True)
+            return
+        time.sleep(5)
+
+
+def measure_type(gguf: Path, threads: int, workloads: bench.Workloads, opts: argparse.Namespace,
+                 peer: Path | None = None) -> dict[str, Any]:
+    """This service on one file, or llama-server on it (`peer`, the binary) with the benchmark's
+    default settings: 4 slots, one 512-token ubatch each."""
     import httpx
 
     port = bench.free_port()
-    command = bench.ours_command(gguf, port, threads, 256)
-    with bench.running(gguf.stem, command, port, {}, opts.work_dir / "logs" / f"quant-{gguf.stem}.log") as server:
+    if peer:
+        name, command = f"peer-{gguf.stem}", bench.peer_command(peer, gguf, port, threads, bench.PeerSettings(4, 512))
+    else:
+        name, command = gguf.stem, bench.ours_command(gguf, port, threads, 256)
+    wait_for_quiet(opts.quiet_load)
+    with bench.running(name, command, port, {}, opts.work_dir / "logs" / f"quant-{name}.log") as server:
         with httpx.Client(timeout=bench.REQUEST_TIMEOUT) as client:
             latency, bulk = bench.measure_one(client, server.url, workloads, opts.latency_runs, opts.bulk_runs)
             scores = bench.rerank(client, server.url, workloads.bulk)
@@ -245,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--llama-src", type=Path, help="llama.cpp sources for the converter (default: the sdist)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--types", default=",".join(TYPES), help="weight types to sweep")
+    p.add_argument("--no-peer", action="store_true", help="skip llama-server's run of each file")
+    p.add_argument("--quiet-load", type=float, default=1.0,
+                   help="wait before each measurement until the 1-minute load average is below this")
     p.add_argument("--latency-runs", type=int, default=20)
     p.add_argument("--bulk-runs", type=int, default=2)
     p.add_argument("--work-dir", type=Path, default=bench.DEFAULT_WORK_DIR)
@@ -266,16 +289,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec.write_text(json.dumps({"latency": asdict(workloads.latency), "bulk": asdict(workloads.bulk),
                                 "latency_runs": opts.latency_runs, "bulk_runs": opts.bulk_runs}))
     reference = fixture_json("_reference", str(hf_dir), str(spec))
+    peer = None if opts.no_peer else bench.ensure_llama_server(bench_opts)
     runs: dict[str, dict[str, Any]] = {}
     for weight_type in opts.types.split(","):
         gguf = make_gguf(hf_dir, llama_src, out_dir, weight_type)
-        print(f"{weight_type}: measuring {gguf}", flush=True)
-        runs[weight_type] = measure_type(gguf, opts.threads, workloads, opts)
-        print(f"{weight_type}: {json.dumps({k: v for k, v in runs[weight_type].items() if k != 'scores'})}",
-              flush=True)
+        # each file's two servers one after the other, so that their ratio is of one moment
+        for name, binary in ((weight_type, None), (f"llama-server {weight_type}", peer)):
+            if name != weight_type and binary is None:
+                continue
+            print(f"{name}: measuring {gguf}", flush=True)
+            runs[name] = measure_type(gguf, opts.threads, workloads, opts, peer=binary)
+            print(f"{name}: {json.dumps({k: v for k, v in runs[name].items() if k != 'scores'})}", flush=True)
     onnx: dict[str, Any] = {}
     if not (hf_dir / "config.json").read_text().count("Qwen3ForCausalLM"):  # ONNX Runtime: the encoders
         for precision in ("fp32", "int8"):
+            wait_for_quiet(opts.quiet_load)
             onnx = fixture_json("_onnx", str(hf_dir), str(spec), str(opts.threads), str(out_dir / "model.onnx"),
                                 precision)
             runs[f"ONNX Runtime {precision}"] = {

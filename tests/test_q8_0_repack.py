@@ -47,10 +47,12 @@ def test_the_program_sees_the_cpu_the_service_sees(products):
     assert products(16, 32, 1, 1)["avx512_vnni"] == has_vnni()
 
 
-# (rows, cols, tokens, threads): one group and one block; the 12-token tiles with every tail length
-# (37 = 3 x 12 + 1, 300 = 25 x 12, 23 = 12 + 11); XLM-R base's FFN shapes; more threads than groups
-SHAPES = [(16, 32, 1, 1), (64, 256, 37, 2), (48, 96, 23, 3), (3072, 768, 300, 2), (768, 3072, 13, 2),
-          (32, 64, 5, 4)]
+# (rows, cols, tokens, threads). The kernel takes 16-row weight groups in pairs, 6 tokens at a time,
+# and a last odd group alone, 8 at a time: one group and one block; pairs with a 1-token tail; two
+# pairs and an odd group with 5- and 7-token tails; one group per thread; XLM-R base's FFN shapes;
+# more threads than groups
+SHAPES = [(16, 32, 1, 1), (64, 256, 37, 2), (80, 96, 23, 1), (48, 96, 23, 3), (3072, 768, 300, 2),
+          (768, 3072, 13, 2), (32, 64, 5, 4)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))

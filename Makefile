@@ -11,8 +11,8 @@ ARGS   ?=
 
 # llama-cpp-python is built from its source distribution, with the project's patch to the llama.cpp
 # it vendors (patches/llama.cpp.patch: the gte architecture of gte-multilingual-reranker-base,
-# BERT cross-encoders' pooler and token types, and unpooled outputs of marked tokens only, for
-# Qwen3's last hidden states).
+# BERT cross-encoders' pooler and token types, unpooled outputs of marked tokens only, for
+# Qwen3's last hidden states, the exact GELU, and Q8_0 products on AVX512-VNNI CPUs).
 # CMAKE_ARGS passes through, e.g.
 #   CMAKE_ARGS="-DGGML_CUDA=on" make install
 # To rebuild an existing .venv for another backend: make clean install.

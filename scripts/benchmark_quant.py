@@ -294,9 +294,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for weight_type in opts.types.split(","):
         gguf = make_gguf(hf_dir, llama_src, out_dir, weight_type)
         # each file's two servers one after the other, so that their ratio is of one moment
-        for name, binary in ((weight_type, None), (f"llama-server {weight_type}", peer)):
-            if name != weight_type and binary is None:
-                continue
+        servers = [(weight_type, None)] + ([(f"llama-server {weight_type}", peer)] if peer else [])
+        for name, binary in servers:
             print(f"{name}: measuring {gguf}", flush=True)
             runs[name] = measure_type(gguf, opts.threads, workloads, opts, peer=binary)
             print(f"{name}: {json.dumps({k: v for k, v in runs[name].items() if k != 'scores'})}", flush=True)
